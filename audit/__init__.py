@@ -1,0 +1,1 @@
+"""The SQL audit store of every SLA change and escalation."""

@@ -1,0 +1,1 @@
+"""The `greenlane` command line."""

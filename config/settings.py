@@ -1,0 +1,51 @@
+"""Settings from the environment (prefix `GREENLANE_`, nested with `__`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+EXAMPLE_POLICY = Path(__file__).with_name("policies") / "green-channel.yaml"
+
+
+class TopicSettings(BaseModel):
+    """Topic names (CONTRACT.md defaults)."""
+
+    model_config = {"frozen": True}
+
+    orders: str = "greenlane.orders"
+    tickets: str = "greenlane.tickets"
+    provisioning: str = "greenlane.provisioning"
+    accounts: str = "greenlane.accounts"
+    ticks: str = "greenlane.ticks"
+    sla_changes: str = "greenlane.sla-changes"
+    escalations: str = "greenlane.escalations"
+    deadletter: str = "greenlane.deadletter"
+
+
+class Settings(BaseSettings):
+    """Everything a worker needs; every field can be set as `GREENLANE_<NAME>`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="GREENLANE_", env_nested_delimiter="__", frozen=True, extra="ignore"
+    )
+
+    app_id: str = "greenlane"
+    broker: str = Field(default="kafka://127.0.0.1:9092", description="Faust broker URL(s)")
+    embedded_broker: bool = Field(
+        default=False,
+        description="The broker is the embedded Tansu: apply the workarounds of BROKER.md",
+    )
+    partitions: int = Field(default=4, ge=1)
+    replication: int = Field(default=1, ge=1)
+    topics: TopicSettings = TopicSettings()
+    policy_file: Path = EXAMPLE_POLICY
+    audit_url: str = "sqlite:///greenlane-audit.db"
+    web_host: str = "127.0.0.1"
+    web_port: int = Field(default=6066, ge=0, le=65535)
+    data_dir: Path = Path("var/worker")
+    sweep_interval_s: float = Field(default=1.0, gt=0)
+    at_risk_fraction: float = Field(default=0.75, gt=0, lt=1)
+    log_level: str = "info"

@@ -1,0 +1,1 @@
+"""Simulated key-account traffic for the demo and tests."""

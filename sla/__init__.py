@@ -1,0 +1,1 @@
+"""The pure SLA rules: no I/O, no clock; `now` is always an argument."""

@@ -1,0 +1,138 @@
+"""The output records of CONTRACT.md, as immutable values.
+
+`SlaChange` goes to `greenlane.sla-changes`, `Escalation` to `greenlane.escalations`.
+Their ids are derived from what they describe, so the same input always yields the
+same id and every consumer can drop a replayed record by id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+ChangeKind = Literal["started", "paused", "resumed", "met", "breached", "cancelled", "reopened", "stopped"]
+"""`stopped` is the end of an SLA that had already breached (it was not met)."""
+
+
+def stable_id(*parts: object) -> str:
+    """A short deterministic id from the parts that identify a record."""
+    text = "\x1f".join(p.isoformat() if isinstance(p, datetime) else str(p) for p in parts)
+    return hashlib.blake2b(text.encode("utf-8"), digest_size=12).hexdigest()
+
+
+def rfc3339(moment: datetime) -> str:
+    """An aware datetime as RFC 3339 text with its offset."""
+    return moment.isoformat()
+
+
+@dataclass(frozen=True, slots=True)
+class Attribution:
+    """Time a provisioning stage (or hand-off) used beyond its budget."""
+
+    stage: str
+    department: str
+    over_budget_s: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"stage": self.stage, "department": self.department, "over_budget_s": self.over_budget_s}
+
+
+@dataclass(frozen=True, slots=True)
+class SlaChange:
+    """One transition of one SLA instance (record_type `sla_change`)."""
+
+    change_id: str
+    sla_id: str
+    account_id: str
+    request_id: str
+    target: str
+    kind: ChangeKind
+    at: datetime
+    due_at: datetime | None
+    tier: str
+    policy_version: str
+    service: str
+    cycle: int = 1
+    elapsed_s: int = 0
+    paused_s: int = 0
+    reason: str | None = None
+    attribution: tuple[Attribution, ...] | None = None
+
+    record_type: Literal["sla_change"] = field(default="sla_change", init=False)
+
+    @property
+    def record_id(self) -> str:
+        return self.change_id
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON object published on the wire."""
+        out: dict[str, Any] = {
+            "record_type": self.record_type,
+            "change_id": self.change_id,
+            "sla_id": self.sla_id,
+            "account_id": self.account_id,
+            "request_id": self.request_id,
+            "target": self.target,
+            "kind": self.kind,
+            "at": rfc3339(self.at),
+            "tier": self.tier,
+            "policy_version": self.policy_version,
+            "service": self.service,
+            "cycle": self.cycle,
+            "elapsed_s": self.elapsed_s,
+            "paused_s": self.paused_s,
+        }
+        if self.due_at is not None:
+            out["due_at"] = rfc3339(self.due_at)
+        if self.reason is not None:
+            out["reason"] = self.reason
+        if self.attribution is not None:
+            out["attribution"] = [a.to_dict() for a in self.attribution]
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Escalation:
+    """One rung of an escalation ladder that came due (record_type `escalation`)."""
+
+    escalation_id: str
+    sla_id: str
+    account_id: str
+    request_id: str
+    target: str
+    rung: int
+    roles: tuple[str, ...]
+    fire_at: datetime
+    sla_due_at: datetime
+    tier: str
+    service: str
+    policy_version: str
+
+    record_type: Literal["escalation"] = field(default="escalation", init=False)
+
+    @property
+    def record_id(self) -> str:
+        return self.escalation_id
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON object published on the wire."""
+        return {
+            "record_type": self.record_type,
+            "escalation_id": self.escalation_id,
+            "sla_id": self.sla_id,
+            "account_id": self.account_id,
+            "request_id": self.request_id,
+            "target": self.target,
+            "rung": self.rung,
+            "roles": list(self.roles),
+            "fire_at": rfc3339(self.fire_at),
+            "sla_due_at": rfc3339(self.sla_due_at),
+            "tier": self.tier,
+            "service": self.service,
+            "policy_version": self.policy_version,
+        }
+
+
+Record = SlaChange | Escalation

@@ -1,0 +1,1 @@
+"""The wire: topics, event models, codecs and the dead-letter path."""

@@ -1,0 +1,141 @@
+"""Typed models of the input events of CONTRACT.md, validated at the boundary.
+
+Every event is an envelope (`event_id`, `event_type`, `event_time`, `account_id`,
+`request_id`, `source`, `data`) whose `data` is checked against the model for its
+`event_type`. Times must carry an offset: a naive time is rejected, never guessed.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+)
+
+Tier = Literal["important", "strategic", "economic", "group", "standard"]
+TIERS: tuple[Tier, ...] = ("important", "strategic", "economic", "group", "standard")
+
+NonEmpty = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+
+
+def _to_utc(value: datetime) -> datetime:
+    return value.astimezone(UTC)
+
+
+UtcTime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
+
+
+class _Data(BaseModel):
+    """Base of every `data` payload: producers may add fields, we keep them."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+
+class Contact(_Data):
+    name: NonEmpty
+    contact: str | None = None
+
+
+class AccountUpserted(_Data):
+    name: NonEmpty
+    tier: Tier
+    parent_id: str | None = None
+    billing_parent_id: str | None = None
+    account_manager: Contact | None = None
+    region: str | None = None
+    industry: str | None = None
+    contacts: dict[str, list[Contact]] = Field(default_factory=dict)
+
+
+class OrderCreated(_Data):
+    service: NonEmpty
+    priority: Literal["normal", "high", "urgent"] = "normal"
+    quantity: int = Field(default=1, ge=1)
+    site: str | None = None
+    region: str | None = None
+    promised_at: UtcTime | None = None
+
+
+OrderState = Literal[
+    "acknowledged", "inProgress", "pending", "held", "completed", "cancelled", "rejected", "failed"
+]
+TicketState = Literal[
+    "acknowledged", "inProgress", "pending", "held", "resolved", "closed", "cancelled", "rejected"
+]
+
+
+class OrderStateChanged(_Data):
+    state: OrderState
+    reason: str | None = None
+
+
+class TicketCreated(_Data):
+    category: Literal["fault", "complaint", "inquiry", "change"]
+    severity: int = Field(ge=1, le=4)
+    service: str | None = None
+    region: str | None = None
+    circuit_id: str | None = None
+
+
+class TicketStateChanged(_Data):
+    state: TicketState
+    reason: str | None = None
+
+
+class TicketMilestone(_Data):
+    name: Literal["responded", "on_site", "restored"]
+
+
+class ProvisioningStageChanged(_Data):
+    stage: NonEmpty
+    status: Literal["started", "completed", "blocked", "unblocked"]
+    department: NonEmpty
+    assignee: str | None = None
+
+
+DATA_MODELS: dict[str, type[_Data]] = {
+    "account.upserted": AccountUpserted,
+    "order.created": OrderCreated,
+    "order.state_changed": OrderStateChanged,
+    "ticket.created": TicketCreated,
+    "ticket.state_changed": TicketStateChanged,
+    "ticket.milestone": TicketMilestone,
+    "provisioning.stage_changed": ProvisioningStageChanged,
+}
+"""Each contract event type and the model its `data` must satisfy."""
+
+EventType = Literal[
+    "account.upserted",
+    "order.created",
+    "order.state_changed",
+    "ticket.created",
+    "ticket.state_changed",
+    "ticket.milestone",
+    "provisioning.stage_changed",
+]
+
+
+class Envelope(BaseModel):
+    """The envelope every input event carries; `data` is validated by `event_type`."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    event_id: NonEmpty
+    event_type: EventType
+    event_time: UtcTime
+    account_id: NonEmpty
+    request_id: NonEmpty | None = None
+    source: str | None = None
+    data: Any = Field(default_factory=dict)
+
+    @property
+    def is_account_event(self) -> bool:
+        """True for account master data, which has no request."""
+        return self.event_type == "account.upserted"

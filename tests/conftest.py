@@ -1,0 +1,6 @@
+"""Shared pytest setup: fixtures live beside their area and are registered here."""
+
+pytest_plugins = [
+    "fixtures.broker",
+    "fixtures.postgres",
+]
