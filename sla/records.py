@@ -12,7 +12,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-ChangeKind = Literal["started", "paused", "resumed", "met", "breached", "cancelled", "reopened", "stopped"]
+ChangeKind = Literal[
+    "started", "paused", "resumed", "met", "breached", "cancelled", "reopened", "stopped"
+]
 """`stopped` is the end of an SLA that had already breached (it was not met)."""
 
 
@@ -36,7 +38,11 @@ class Attribution:
     over_budget_s: int
 
     def to_dict(self) -> dict[str, Any]:
-        return {"stage": self.stage, "department": self.department, "over_budget_s": self.over_budget_s}
+        return {
+            "stage": self.stage,
+            "department": self.department,
+            "over_budget_s": self.over_budget_s,
+        }
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,9 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from pydantic import ValidationError
-
 from greenlane.streams.events import DATA_MODELS, Envelope
+from pydantic import ValidationError
 
 REASONS = (
     "bad_json",

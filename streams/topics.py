@@ -44,8 +44,12 @@ def all_topics(topics: TopicSettings, partitions: int) -> list[TopicSpec]:
         TopicSpec(topics.tickets, partitions, keep),
         TopicSpec(topics.provisioning, partitions, keep),
         TopicSpec(topics.accounts, partitions, compact),
-        TopicSpec(topics.ticks, partitions, {"cleanup.policy": "delete", "retention.ms": "3600000"}),
+        TopicSpec(
+            topics.ticks, partitions, {"cleanup.policy": "delete", "retention.ms": "3600000"}
+        ),
         TopicSpec(topics.sla_changes, partitions, keep),
         TopicSpec(topics.escalations, partitions, keep),
-        TopicSpec(topics.deadletter, partitions, {"cleanup.policy": "delete", "retention.ms": month_ms}),
+        TopicSpec(
+            topics.deadletter, partitions, {"cleanup.policy": "delete", "retention.ms": month_ms}
+        ),
     ]

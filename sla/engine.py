@@ -1,0 +1,499 @@
+"""The SLA rules: a request's history (+ now) → its records, snapshots and next wake-up.
+
+`project` folds a request's events in event-time order through each target's state
+machine and the passage of time up to `now`. Because it is a pure function of the
+history, a duplicate changes nothing, a late event is folded in where it belongs, and
+the worker, `greenlane replay` and the tests all get the same answer. `Tracker` wraps
+it incrementally: it emits only records whose ids were not emitted before, so every
+rung and every transition is published once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+
+from greenlane.sla.calendar import BusinessCalendar, builtin_calendars
+from greenlane.sla.policy import Policy, Rung, SlaDefinition, Target
+from greenlane.sla.records import Attribution, Escalation, Record, SlaChange, stable_id
+from greenlane.sla.state import (
+    AccountState,
+    HistoryEvent,
+    RequestInfo,
+    RequestState,
+    SlaSnapshot,
+)
+from greenlane.streams.events import (
+    AccountUpserted,
+    OrderCreated,
+    OrderStateChanged,
+    ProvisioningStageChanged,
+    TicketCreated,
+    TicketMilestone,
+    TicketStateChanged,
+)
+from greenlane.streams.events import (
+    Envelope as Event,
+)
+
+_CLOSED_TICKET_STATES = ("resolved", "closed")
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """The outcome of applying one event or one tick: new state and records to publish."""
+
+    state: RequestState
+    records: tuple[Record, ...] = ()
+    duplicate: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Projection:
+    """Everything derived from one request's history at one instant."""
+
+    records: tuple[Record, ...]
+    snapshots: tuple[SlaSnapshot, ...]
+    next_wakeup: datetime | None
+
+
+def to_history_event(event: Event) -> HistoryEvent:
+    """The compact form of a request event that the rules keep."""
+    data = event.data
+    base = HistoryEvent(event_id=event.event_id, event_type=event.event_type, at=event.event_time)
+    if isinstance(data, OrderStateChanged | TicketStateChanged):
+        return replace(base, state=data.state, reason=data.reason)
+    if isinstance(data, TicketMilestone):
+        return replace(base, milestone=data.name)
+    if isinstance(data, ProvisioningStageChanged):
+        return replace(base, stage=data.stage, status=data.status, department=data.department)
+    return base
+
+
+def request_info(event: Event, account: AccountState | None, policy: Policy) -> RequestInfo:
+    """The facts fixed at creation; the tier is the account's tier at that moment."""
+    tier, source = (account.tier, "account") if account else (policy.default_tier, "default")
+    data = event.data
+    if isinstance(data, OrderCreated):
+        return RequestInfo(
+            kind="order",
+            service=data.service,
+            tier=tier,
+            tier_source=source,
+            priority=data.priority,
+            region=data.region or (account.region if account else None),
+        )
+    assert isinstance(data, TicketCreated)
+    return RequestInfo(
+        kind="ticket",
+        service=data.service or f"ticket.{data.category}",
+        tier=tier,
+        tier_source=source,
+        category=data.category,
+        severity=data.severity,
+        region=data.region or (account.region if account else None),
+    )
+
+
+def apply_account(state: AccountState | None, event: Event) -> AccountState:
+    """The account's master data after an `account.upserted`; the latest event time wins."""
+    data = event.data
+    assert isinstance(data, AccountUpserted)
+    if state is not None and (state.event_time, state.event_id) >= (
+        event.event_time,
+        event.event_id,
+    ):
+        return state
+    return AccountState(
+        account_id=event.account_id,
+        name=data.name,
+        tier=data.tier,
+        event_time=event.event_time,
+        event_id=event.event_id,
+        parent_id=data.parent_id,
+        billing_parent_id=data.billing_parent_id,
+        region=data.region,
+        extra=data.model_dump(
+            mode="json", exclude={"name", "tier", "parent_id", "billing_parent_id", "region"}
+        ),
+    )
+
+
+def matching_sla(policy: Policy, info: RequestInfo) -> SlaDefinition | None:
+    """The first SLA definition, in file order, that covers this request."""
+    for sla in policy.slas:
+        rule = sla.applies_to
+        if rule.kind != info.kind:
+            continue
+        if rule.services and info.service not in rule.services:
+            continue
+        if rule.categories and info.category not in rule.categories:
+            continue
+        if rule.severities and info.severity not in rule.severities:
+            continue
+        if rule.tiers and info.tier not in rule.tiers:
+            continue
+        return sla
+    return None
+
+
+def signals(history: Iterable[HistoryEvent]) -> list[tuple[HistoryEvent, frozenset[str]]]:
+    """Each event with the conditions it satisfies ('created', 'state:pending', ...)."""
+    out: list[tuple[HistoryEvent, frozenset[str]]] = []
+    last_ticket_state: str | None = None
+    for ev in history:
+        found: set[str] = set()
+        if ev.event_type.endswith(".created"):
+            found.add("created")
+        if ev.state is not None:
+            found.add(f"state:{ev.state}")
+            if ev.event_type == "ticket.state_changed":
+                if (
+                    last_ticket_state in _CLOSED_TICKET_STATES
+                    and ev.state not in _CLOSED_TICKET_STATES
+                ):
+                    found.add("reopened")
+                last_ticket_state = ev.state
+        if ev.milestone is not None:
+            found.add(f"milestone:{ev.milestone}")
+        if ev.stage is not None:
+            found.add(f"stage:{ev.stage}:{ev.status}")
+        out.append((ev, frozenset(found)))
+    return out
+
+
+@dataclass(slots=True)
+class _Clock:
+    """One target's running state while folding the history (mutable, local to a fold)."""
+
+    status: str = "idle"  # idle | running | paused | met | stopped | cancelled
+    started_at: datetime | None = None
+    mark: datetime | None = None  # since when the clock has been running
+    elapsed: int = 0  # business seconds counted up to `mark`
+    paused_since: datetime | None = None
+    paused_s: int = 0
+    stopped_at: datetime | None = None
+    breached: bool = False
+    fired: set[int] = field(default_factory=set)
+    kind_counts: dict[str, int] = field(default_factory=dict)
+
+
+class _TargetFold:
+    """Folds one target of one request through its history up to `until`."""
+
+    def __init__(
+        self,
+        state: RequestState,
+        info: RequestInfo,
+        target: Target,
+        ladder: tuple[Rung, ...],
+        calendar: BusinessCalendar,
+        policy: Policy,
+    ) -> None:
+        self.state = state
+        self.info = info
+        self.target = target
+        self.ladder = ladder
+        self.cal = calendar
+        self.policy = policy
+        self.budget = target.budget.for_tier(info.tier)
+        self.sla_id = f"{state.account_id}/{state.request_id}/{target.name}"
+        self.c = _Clock()
+        self.records: list[Record] = []
+
+    # -- derived instants -------------------------------------------------------------
+    def _instant_at(self, business_s: int) -> datetime:
+        """When the running clock reaches `business_s` elapsed."""
+        assert self.c.mark is not None
+        return self.cal.add(self.c.mark, max(0, business_s - self.c.elapsed))
+
+    def _due(self) -> datetime:
+        assert self.c.mark is not None
+        return self._instant_at(self.budget)
+
+    def _elapsed_at(self, t: datetime) -> int:
+        if self.c.status == "running" and self.c.mark is not None:
+            return self.c.elapsed + self.cal.between(self.c.mark, t)
+        return self.c.elapsed
+
+    # -- records ----------------------------------------------------------------------
+    def _change(
+        self,
+        kind: str,
+        at: datetime,
+        *,
+        due: datetime | None,
+        reason: str | None = None,
+        attribution: tuple[Attribution, ...] | None = None,
+    ) -> None:
+        n = self.c.kind_counts.get(kind, 0)
+        self.c.kind_counts[kind] = n + 1
+        self.records.append(
+            SlaChange(
+                change_id=stable_id(self.sla_id, kind, n),
+                sla_id=self.sla_id,
+                account_id=self.state.account_id,
+                request_id=self.state.request_id,
+                target=self.target.name,
+                kind=kind,  # type: ignore[arg-type]
+                at=at,
+                due_at=due,
+                tier=self.info.tier,
+                policy_version=self.state.policy_version,
+                service=self.info.service,
+                elapsed_s=self._elapsed_at(at),
+                paused_s=self.c.paused_s,
+                reason=reason,
+                attribution=attribution,
+            )
+        )
+
+    # -- time passing -----------------------------------------------------------------
+    def advance(self, t: datetime) -> None:
+        """Fire the rungs and the breach that come due up to `t` while the clock runs."""
+        if self.c.status != "running":
+            return
+        points: list[tuple[int, int]] = [
+            (round(r.fraction * self.budget), i + 1) for i, r in enumerate(self.ladder)
+        ]
+        if not self.c.breached:
+            points.append((self.budget, 0))  # rung 0 stands for the breach itself
+        for business_s, rung in sorted(points, key=lambda p: (p[0], p[1] != 0)):
+            if rung and rung in self.c.fired:
+                continue
+            at = self._instant_at(business_s)
+            if at > t:
+                continue
+            if rung == 0:
+                self.c.breached = True
+                self._change("breached", at, due=at, attribution=self._attribution(at))
+            else:
+                self.c.fired.add(rung)
+                self.records.append(
+                    Escalation(
+                        escalation_id=stable_id(self.sla_id, "rung", rung),
+                        sla_id=self.sla_id,
+                        account_id=self.state.account_id,
+                        request_id=self.state.request_id,
+                        target=self.target.name,
+                        rung=rung,
+                        roles=self.ladder[rung - 1].roles,
+                        fire_at=at,
+                        sla_due_at=self._due(),
+                        tier=self.info.tier,
+                        service=self.info.service,
+                        policy_version=self.state.policy_version,
+                    )
+                )
+
+    # -- conditions -------------------------------------------------------------------
+    def apply(self, ev: HistoryEvent, sigs: frozenset[str]) -> None:
+        """Apply the conditions one event satisfies (cancel, then stop, pause, resume, start)."""
+        tgt, c, t = self.target, self.c, ev.at
+        if c.status == "idle":
+            if sigs & set(tgt.start):
+                c.status, c.started_at, c.mark = "running", t, t
+                self._change("started", t, due=self._due())
+            return
+        if c.status in ("running", "paused"):
+            if sigs & set(tgt.cancel):
+                self._settle(t)
+                c.status = "cancelled"
+                self._change("cancelled", t, due=None, reason=ev.reason)
+            elif sigs & set(tgt.stop):
+                self._settle(t)
+                c.status, c.stopped_at = ("stopped" if c.breached else "met"), t
+                self._change(c.status, t, due=None)
+            elif c.status == "running" and sigs & set(tgt.pause):
+                due = self._due()
+                self._settle(t)
+                c.status, c.paused_since = "paused", t
+                self._change("paused", t, due=due, reason=ev.reason)
+            elif c.status == "paused" and self._resumes(sigs):
+                self._settle(t)
+                c.status, c.mark = "running", t
+                self._change("resumed", t, due=self._due(), reason=ev.reason)
+            return
+        if c.status in ("met", "stopped") and sigs & set(tgt.reopen):
+            assert c.stopped_at is not None
+            # The time between stop and reopen was not the operator's: count it as paused.
+            c.paused_s += self.cal.between(c.stopped_at, t)
+            c.status, c.mark = "running", t
+            self._change("reopened", t, due=self._due())
+
+    def _resumes(self, sigs: frozenset[str]) -> bool:
+        if self.target.resume:
+            return bool(sigs & set(self.target.resume))
+        return any(s.startswith("state:") for s in sigs) and not sigs & set(self.target.pause)
+
+    def _settle(self, t: datetime) -> None:
+        """Bank the business time up to `t` and leave the clock stopped at `t`."""
+        c = self.c
+        if c.status == "running" and c.mark is not None:
+            c.elapsed += self.cal.between(c.mark, t)
+        elif c.status == "paused" and c.paused_since is not None:
+            c.paused_s += self.cal.between(c.paused_since, t)
+            c.paused_since = None
+        c.mark = t
+
+    # -- attribution --------------------------------------------------------------------
+    def _attribution(self, at: datetime) -> tuple[Attribution, ...]:
+        return attribute(self.state.history, self.policy, at, self.cal)
+
+    # -- results ----------------------------------------------------------------------
+    def snapshot(self, until: datetime) -> SlaSnapshot:
+        c = self.c
+        status = "breached" if c.status in ("running", "paused") and c.breached else c.status
+        at_risk = (
+            c.status in ("running", "paused")
+            and not c.breached
+            and self._elapsed_at(until) >= self.policy.at_risk_fraction * self.budget
+        )
+        return SlaSnapshot(self.target.name, status, at_risk, c.breached)
+
+    def next_wakeup(self, until: datetime) -> datetime | None:
+        """The next instant after `until` at which time alone changes this target."""
+        if self.c.status != "running":
+            return None
+        points = [
+            round(r.fraction * self.budget)
+            for i, r in enumerate(self.ladder)
+            if i + 1 not in self.c.fired
+        ]
+        if not self.c.breached:
+            points.append(self.budget)
+            points.append(round(self.policy.at_risk_fraction * self.budget))
+        instants = [self._instant_at(p) for p in points]
+        later = [i for i in instants if i > until]
+        return min(later) if later else None
+
+
+def attribute(
+    history: Iterable[HistoryEvent], policy: Policy, until: datetime, calendar: BusinessCalendar
+) -> tuple[Attribution, ...]:
+    """Provisioning stages and hand-offs that used more than their budget up to `until`.
+
+    A stage runs from `started` to `completed`; the gap between one stage's completion
+    and the next stage's start is a hand-off, owed by the department that picks it up.
+    Largest overrun first.
+    """
+    started: dict[str, tuple[datetime, str]] = {}
+    spans: list[tuple[str, str, int]] = []  # (stage, department, business seconds)
+    last_completed: tuple[str, datetime] | None = None
+    for ev in history:
+        if ev.at > until or ev.stage is None:
+            continue
+        dept = ev.department or ""
+        if ev.status == "started" and ev.stage not in started:
+            started[ev.stage] = (ev.at, dept)
+            if last_completed is not None and policy.handoff_budget is not None:
+                prev, done_at = last_completed
+                spans.append((f"handoff:{prev}>{ev.stage}", dept, calendar.between(done_at, ev.at)))
+                last_completed = None
+        elif ev.status == "completed" and ev.stage in started:
+            begin, owner = started.pop(ev.stage)
+            spans.append((ev.stage, owner, calendar.between(begin, ev.at)))
+            last_completed = (ev.stage, ev.at)
+    for stage, (begin, owner) in started.items():
+        spans.append((stage, owner, calendar.between(begin, until)))
+    if last_completed is not None and policy.handoff_budget is not None:
+        prev, done_at = last_completed
+        nxt = _next_stage(policy, prev)
+        owner = policy.stages[nxt].department if nxt else ""
+        spans.append((f"handoff:{prev}>{nxt or '?'}", owner, calendar.between(done_at, until)))
+    over: list[Attribution] = []
+    for stage, dept, used in spans:
+        if stage.startswith("handoff:"):
+            budget = policy.handoff_budget
+        else:
+            budget = policy.stages[stage].budget if stage in policy.stages else None
+        if budget is not None and used > budget:
+            over.append(Attribution(stage, dept, used - int(budget)))
+    return tuple(sorted(over, key=lambda a: (-a.over_budget_s, a.stage)))
+
+
+def _next_stage(policy: Policy, stage: str) -> str | None:
+    order = policy.stage_order
+    if stage in order and order.index(stage) + 1 < len(order):
+        return order[order.index(stage) + 1]
+    return None
+
+
+def project(
+    state: RequestState,
+    policy: Policy,
+    now: datetime,
+    calendars: Mapping[str, BusinessCalendar] | None = None,
+) -> Projection:
+    """All records of a request up to `now`, where each SLA stands, and when to look again.
+
+    `now` never runs behind the request's own latest event, so a producer whose clock is
+    ahead of ours cannot make an event appear to come from the future.
+    """
+    if state.info is None:
+        return Projection((), (), None)
+    sla = matching_sla(policy, state.info)
+    if sla is None:
+        return Projection((), (), None)
+    cals = calendars or builtin_calendars()
+    until = max([now, *(e.at for e in state.history)])
+    folds = [
+        _TargetFold(
+            state, state.info, target, policy.ladders[sla.ladder], cals[target.calendar], policy
+        )
+        for target in sla.targets
+    ]
+    for ev, sigs in signals(state.history):
+        for fold in folds:
+            fold.advance(ev.at)
+            fold.apply(ev, sigs)
+    for fold in folds:
+        fold.advance(until)
+    records = tuple(r for fold in folds for r in fold.records)
+    wakeups = [w for fold in folds if (w := fold.next_wakeup(until)) is not None]
+    return Projection(
+        records=records,
+        snapshots=tuple(fold.snapshot(until) for fold in folds),
+        next_wakeup=min(wakeups) if wakeups else None,
+    )
+
+
+class Tracker:
+    """Applies events and the passage of time to request state; emits each record once."""
+
+    def __init__(
+        self, policy: Policy, calendars: Mapping[str, BusinessCalendar] | None = None
+    ) -> None:
+        self.policy = policy
+        self.calendars = dict(calendars or builtin_calendars())
+
+    def apply(
+        self, state: RequestState | None, event: Event, account: AccountState | None, now: datetime
+    ) -> Step:
+        """Fold one request event (order, ticket or provisioning) into its request's state."""
+        assert event.request_id is not None
+        if state is None:
+            state = RequestState(account_id=event.account_id, request_id=event.request_id)
+        if state.seen(event.event_id):
+            return Step(state=state, duplicate=True)
+        state = state.with_event(to_history_event(event))
+        if state.info is None and event.event_type.endswith(".created"):
+            state = replace(
+                state,
+                info=request_info(event, account, self.policy),
+                policy_version=self.policy.version,
+            )
+        return self.advance(state, now)
+
+    def advance(self, state: RequestState, now: datetime) -> Step:
+        """Let time pass to `now`: rungs and breaches that came due are emitted."""
+        projection = project(state, self.policy, now, self.calendars)
+        new = tuple(r for r in projection.records if r.record_id not in state.emitted)
+        state = replace(
+            state,
+            emitted=state.emitted | {r.record_id for r in new},
+            snapshots=projection.snapshots,
+            next_wakeup=projection.next_wakeup,
+        )
+        return Step(state=state, records=new)

@@ -1,0 +1,204 @@
+"""The state the rules keep per request and per account, and its JSON form for tables.
+
+A request's state is its event history (deduplicated, in event-time order), the facts
+fixed when it was created (tier, service), and the ids of the records already
+emitted. Everything else is derived from these by `greenlane.sla.engine.project`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+# Events at the same instant apply in lifecycle order: a request is created before it
+# is worked on, whatever the ids say.
+_TYPE_RANK = {"order.created": 0, "ticket.created": 0}
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEvent:
+    """The part of an input event the rules need, small enough to keep per request."""
+
+    event_id: str
+    event_type: str
+    at: datetime
+    state: str | None = None
+    milestone: str | None = None
+    stage: str | None = None
+    status: str | None = None
+    department: str | None = None
+    reason: str | None = None
+
+    @property
+    def sort_key(self) -> tuple[datetime, int, str]:
+        return (self.at, _TYPE_RANK.get(self.event_type, 1), self.event_id)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "id": self.event_id,
+            "type": self.event_type,
+            "at": self.at.isoformat(),
+        }
+        for name in ("state", "milestone", "stage", "status", "department", "reason"):
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = value
+        return out
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> HistoryEvent:
+        return cls(
+            event_id=raw["id"],
+            event_type=raw["type"],
+            at=datetime.fromisoformat(raw["at"]),
+            state=raw.get("state"),
+            milestone=raw.get("milestone"),
+            stage=raw.get("stage"),
+            status=raw.get("status"),
+            department=raw.get("department"),
+            reason=raw.get("reason"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RequestInfo:
+    """Facts about a request fixed when it is created (tier is the tier at that moment)."""
+
+    kind: str
+    service: str
+    tier: str
+    tier_source: str
+    category: str | None = None
+    severity: int | None = None
+    priority: str | None = None
+    region: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__slots__}
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> RequestInfo:
+        return cls(**raw)
+
+
+@dataclass(frozen=True, slots=True)
+class SlaSnapshot:
+    """Where one SLA stands at the last evaluation (for metrics and the due-time index)."""
+
+    target: str
+    status: str  # running | paused | met | breached | stopped | cancelled
+    at_risk: bool
+    breached: bool
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in ("running", "paused", "breached")
+
+    def to_list(self) -> list[Any]:
+        return [self.target, self.status, self.at_risk, self.breached]
+
+    @classmethod
+    def from_list(cls, raw: list[Any]) -> SlaSnapshot:
+        return cls(raw[0], raw[1], bool(raw[2]), bool(raw[3]))
+
+
+@dataclass(frozen=True, slots=True)
+class RequestState:
+    """Everything the rules keep about one request."""
+
+    account_id: str
+    request_id: str
+    info: RequestInfo | None = None
+    policy_version: str = ""
+    history: tuple[HistoryEvent, ...] = ()
+    emitted: frozenset[str] = frozenset()
+    snapshots: tuple[SlaSnapshot, ...] = ()
+    next_wakeup: datetime | None = None
+
+    @property
+    def key(self) -> str:
+        return request_key(self.account_id, self.request_id)
+
+    def seen(self, event_id: str) -> bool:
+        """True when an event with this id is already in the history."""
+        return any(e.event_id == event_id for e in self.history)
+
+    def with_event(self, event: HistoryEvent) -> RequestState:
+        """This state with one more event, kept in event-time order."""
+        history = tuple(sorted((*self.history, event), key=lambda e: e.sort_key))
+        return replace(self, history=history)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "account_id": self.account_id,
+            "request_id": self.request_id,
+            "info": self.info.to_dict() if self.info else None,
+            "policy_version": self.policy_version,
+            "history": [e.to_dict() for e in self.history],
+            "emitted": sorted(self.emitted),
+            "snapshots": [s.to_list() for s in self.snapshots],
+            "next_wakeup": self.next_wakeup.isoformat() if self.next_wakeup else None,
+        }
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> RequestState:
+        return cls(
+            account_id=raw["account_id"],
+            request_id=raw["request_id"],
+            info=RequestInfo.from_dict(raw["info"]) if raw.get("info") else None,
+            policy_version=raw.get("policy_version", ""),
+            history=tuple(HistoryEvent.from_dict(e) for e in raw.get("history", ())),
+            emitted=frozenset(raw.get("emitted", ())),
+            snapshots=tuple(SlaSnapshot.from_list(s) for s in raw.get("snapshots", ())),
+            next_wakeup=datetime.fromisoformat(raw["next_wakeup"])
+            if raw.get("next_wakeup")
+            else None,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class AccountState:
+    """Master data of one key account, as last upserted (by event time)."""
+
+    account_id: str
+    name: str
+    tier: str
+    event_time: datetime
+    event_id: str
+    parent_id: str | None = None
+    billing_parent_id: str | None = None
+    region: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "account_id": self.account_id,
+            "name": self.name,
+            "tier": self.tier,
+            "event_time": self.event_time.isoformat(),
+            "event_id": self.event_id,
+            "parent_id": self.parent_id,
+            "billing_parent_id": self.billing_parent_id,
+            "region": self.region,
+            "extra": self.extra,
+        }
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> AccountState:
+        return cls(
+            account_id=raw["account_id"],
+            name=raw["name"],
+            tier=raw["tier"],
+            event_time=datetime.fromisoformat(raw["event_time"]),
+            event_id=raw["event_id"],
+            parent_id=raw.get("parent_id"),
+            billing_parent_id=raw.get("billing_parent_id"),
+            region=raw.get("region"),
+            extra=raw.get("extra") or {},
+        )
+
+
+def request_key(account_id: str, request_id: str) -> str:
+    """The table key of a request: unique across accounts."""
+    return f"{account_id}/{request_id}"
