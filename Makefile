@@ -11,7 +11,8 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-# Strict editable mode links each module file, so mypy and tools see the `greenlane` package.
+# Strict editable mode links each module file under build/, so mypy sees the `greenlane` package
+# there; a new module file needs `make install` again.
 install: $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[dev]' --config-settings editable_mode=strict
 
@@ -25,7 +26,7 @@ postgres:
 
 test: install postgres
 	$(BIN)/ruff check .
-	$(BIN)/mypy
+	$(BIN)/mypy build/__editable__.greenlane-*/greenlane
 	$(BIN)/pytest
 
 clean:

@@ -10,8 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from greenlane.streams.events import DATA_MODELS, Envelope
 from pydantic import ValidationError
+
+from greenlane.streams.events import DATA_MODELS, Envelope
 
 REASONS = (
     "bad_json",

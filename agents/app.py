@@ -1,0 +1,229 @@
+"""The Faust app: the tracker agent, the deadline sweep, the audit writer and `/metrics`.
+
+One agent reads every input topic and the tick topic. They share one partition count and
+are keyed by account id, so one account's requests, its master data and its state live in
+one partition on one worker. State is in Faust tables (changelogged). The sweep never
+writes state itself: it sends a tick to a partition whose index has something due, and
+the agent handles the tick in order with the events, so every state change happens in one
+place with a current event (which is what Faust's changelog needs to pick the partition).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+from collections.abc import AsyncIterator, Iterator, MutableMapping
+from typing import Any
+
+import faust
+import orjson
+from faust.types import TableT
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from greenlane.agents.metrics import WorkerMetrics
+from greenlane.agents.tracking import Output, TrackerService, utc_now
+from greenlane.audit.store import AuditStore
+from greenlane.config.loader import load_policy
+from greenlane.config.settings import Settings
+from greenlane.sla.engine import Tracker
+from greenlane.streams.codec import encode_record
+from greenlane.streams.tansu import TANSU_FAUST_WORKAROUNDS
+
+log = logging.getLogger(__name__)
+
+AUDIT_BATCH = 500
+# aiohttp takes the charset separately, so the exposition format's type goes without it.
+METRICS_TYPE = CONTENT_TYPE_LATEST.split(";")[0] + "; version=0.0.4"
+
+
+class JsonTable(MutableMapping[str, Any]):
+    """A Faust table seen as text keys and JSON values.
+
+    The table itself holds bytes (`key_type=bytes`, `value_type=bytes`): keys stay
+    byte-identical to what producers send, and values are encoded once with orjson.
+    """
+
+    def __init__(self, table: TableT[bytes, bytes]) -> None:
+        self.table = table
+
+    def __getitem__(self, key: str) -> Any:
+        raw = self.table.get(key.encode("utf-8"))
+        if raw is None:
+            raise KeyError(key)
+        return orjson.loads(raw)
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.table[key.encode("utf-8")] = orjson.dumps(value)
+
+    def __delitem__(self, key: str) -> None:
+        del self.table[key.encode("utf-8")]
+
+    def __iter__(self) -> Iterator[str]:
+        return (k.decode("utf-8") for k in self.table)
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+
+def faust_settings(settings: Settings) -> dict[str, Any]:
+    """Faust configuration for these settings (with the embedded broker's workarounds)."""
+    conf: dict[str, Any] = {
+        "broker": settings.broker,
+        "store": "memory://",
+        "autodiscover": False,
+        "datadir": str(settings.data_dir),
+        "topic_partitions": settings.partitions,
+        "topic_replication_factor": settings.replication,
+        "consumer_auto_offset_reset": "earliest",
+        "web_bind": settings.web_host,
+        "web_host": settings.web_host,
+        "web_port": settings.web_port,
+        "web_in_thread": False,
+        "table_cleanup_interval": 3600.0,
+    }
+    if settings.embedded_broker:
+        conf.update(TANSU_FAUST_WORKAROUNDS)
+    return conf
+
+
+class Greenlane:
+    """Builds the Faust app for one worker from settings."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.policy = load_policy(settings.policy_file)
+        self.metrics = WorkerMetrics()
+        self.app = faust.App(settings.app_id, **faust_settings(settings))
+        topics = settings.topics
+        self.input = self._raw_topic(
+            topics.orders, topics.tickets, topics.provisioning, topics.accounts, topics.ticks
+        )
+        self.ticks = self._raw_topic(topics.ticks)
+        self.outputs = {
+            name: self._raw_topic(name)
+            for name in (topics.sla_changes, topics.escalations, topics.deadletter)
+        }
+        self.requests = self._table("requests")
+        self.accounts = self._table("accounts")
+        self.service = TrackerService(
+            Tracker(self.policy),
+            JsonTable(self.requests),
+            JsonTable(self.accounts),
+            self.metrics,
+            sla_changes_topic=topics.sla_changes,
+            escalations_topic=topics.escalations,
+            deadletter_topic=topics.deadletter,
+            accounts_topic=topics.accounts,
+            ticks_topic=topics.ticks,
+            clock=utc_now,
+        )
+        self.tick_in_flight: set[int] = set()
+        self.audit: AuditStore | None = None
+        self._wire()
+
+    def _raw_topic(self, *names: str) -> faust.TopicT:
+        """A topic whose keys and values stay bytes: decoding is ours, so bad input is caught."""
+        return self.app.topic(*names, key_serializer="raw", value_serializer="raw")
+
+    def _table(self, name: str) -> TableT[bytes, bytes]:
+        return self.app.Table(name, default=None, key_type=bytes, value_type=bytes)
+
+    def owned_partitions(self) -> set[int]:
+        """Partitions of the tick topic (hence of every co-partitioned input) this worker owns."""
+        return {
+            tp.partition
+            for tp in self.app.assignor.assigned_actives()
+            if tp.topic == self.settings.topics.ticks
+        }
+
+    async def publish(self, outputs: list[Output]) -> None:
+        """Send output records, keyed by account id."""
+        for out in outputs:
+            await self.outputs[out.topic].send(
+                key=out.key.encode("utf-8"), value=encode_record(out.value)
+            )
+
+    def _wire(self) -> None:
+        app, service, settings = self.app, self.service, self.settings
+
+        @app.agent(self.input, name="greenlane.track")
+        async def track(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
+            async for event in stream.events():
+                msg = event.message
+                if msg.topic == settings.topics.ticks:
+                    self.tick_in_flight.discard(msg.partition)
+                outputs = service.handle(msg.topic, msg.partition, msg.offset, msg.key, msg.value)
+                await self.publish(outputs)
+                yield None
+
+        @app.timer(interval=settings.sweep_interval_s, name="greenlane.sweep")
+        async def sweep() -> None:
+            owned = self.owned_partitions()
+            for partition in service.due_partitions(owned):
+                if partition in self.tick_in_flight:
+                    continue
+                self.tick_in_flight.add(partition)
+                await self.ticks.send(key=b"tick", value=b"{}", partition=partition)
+
+        async def on_recovered() -> None:
+            owned = self.owned_partitions()
+            self.tick_in_flight.clear()
+            service.rebuild(owned)
+
+        self.requests.on_recover(on_recovered)
+
+        audit_topics = self._raw_topic(
+            settings.topics.sla_changes, settings.topics.escalations, settings.topics.deadletter
+        )
+
+        @app.agent(audit_topics, name="greenlane.audit")
+        async def audit(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
+            store = self._audit_store()
+            async for batch in stream.take(AUDIT_BATCH, within=1.0):
+                records = [orjson.loads(value) for value in batch]
+                await self._write_audit(store, records)
+                yield None
+
+        @app.page("/metrics")
+        async def metrics(web: Any, request: Any) -> Any:
+            return web.bytes(generate_latest(self.metrics.registry), content_type=METRICS_TYPE)
+
+        @app.page("/ready")
+        async def ready(web: Any, request: Any) -> Any:
+            return web.json({"ready": True, "partitions": sorted(self.owned_partitions())})
+
+    def _audit_store(self) -> AuditStore:
+        if self.audit is None:
+            self.audit = AuditStore(self.settings.audit_url)
+            self.audit.create_schema()
+        return self.audit
+
+    async def _write_audit(self, store: AuditStore, records: list[dict[str, Any]]) -> None:
+        """Write a batch; on a database error, retry until it is written (offsets wait)."""
+        changes = [r for r in records if r.get("record_type") in ("sla_change", "escalation")]
+        dead = [r for r in records if r.get("record_type") == "dead_letter"]
+        delay = 0.5
+        while True:
+            try:
+                await asyncio.to_thread(store.write, changes)
+                for d in dead:
+                    await asyncio.to_thread(
+                        store.write_dead_letter,
+                        d["source_topic"],
+                        d["source_partition"],
+                        d["source_offset"],
+                        d["reason"],
+                        d["detail"],
+                        base64.b64decode(d["value_b64"]),
+                    )
+                return
+            except Exception:  # a database outage must not lose records: hold and retry
+                log.exception("audit write failed; retrying in %.1fs", delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+
+
+def create_app(settings: Settings | None = None) -> Greenlane:
+    """The worker for these settings (default: from the environment)."""
+    return Greenlane(settings or Settings())

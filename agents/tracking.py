@@ -1,0 +1,188 @@
+"""The tracker service: raw input messages → rules → state, outputs, index and metrics.
+
+Faust-free on purpose: the Faust agent hands it each message with its topic, partition
+and offset, and it uses plain mappings for state, so tests can drive it directly.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import time
+from collections.abc import Callable, MutableMapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from greenlane.agents.metrics import WorkerMetrics
+from greenlane.sla.due_index import DueIndex
+from greenlane.sla.engine import Step, Tracker, apply_account
+from greenlane.sla.records import Record
+from greenlane.sla.state import AccountState, RequestState, request_key
+from greenlane.streams.codec import DecodeError, decode_event
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    """The wall clock, in UTC."""
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    """A record to publish: where, with which key, and what."""
+
+    topic: str
+    key: str
+    value: dict[str, Any]
+
+
+def dead_letter(
+    topic: str,
+    partition: int,
+    offset: int,
+    key: bytes | None,
+    value: bytes | None,
+    error: DecodeError,
+    now: datetime,
+) -> dict[str, Any]:
+    """The dead-letter record: the original bytes, where they came from and why rejected."""
+    return {
+        "record_type": "dead_letter",
+        "source_topic": topic,
+        "source_partition": partition,
+        "source_offset": offset,
+        "reason": error.reason,
+        "detail": error.detail,
+        "key": key.decode("utf-8", "replace") if key is not None else None,
+        "value_b64": base64.b64encode(value or b"").decode("ascii"),
+        "rejected_at": now.isoformat(),
+    }
+
+
+class TrackerService:
+    """Handles every message on the tracker's partitions."""
+
+    def __init__(
+        self,
+        tracker: Tracker,
+        requests: MutableMapping[str, Any],
+        accounts: MutableMapping[str, Any],
+        metrics: WorkerMetrics,
+        *,
+        sla_changes_topic: str,
+        escalations_topic: str,
+        deadletter_topic: str,
+        accounts_topic: str,
+        ticks_topic: str,
+        clock: Clock = utc_now,
+    ) -> None:
+        self.tracker = tracker
+        self.requests = requests
+        self.accounts = accounts
+        self.metrics = metrics
+        self.index = DueIndex()
+        self.clock = clock
+        self.topics = {
+            "sla_change": sla_changes_topic,
+            "escalation": escalations_topic,
+            "deadletter": deadletter_topic,
+            "accounts": accounts_topic,
+            "ticks": ticks_topic,
+        }
+
+    # -- state access (table values are plain JSON-able dicts) ----------------------------
+    def _load(self, key: str) -> tuple[int | None, RequestState | None]:
+        raw = self.requests.get(key)
+        if raw is None:
+            return None, None
+        return int(raw["p"]), RequestState.from_dict(raw["s"])
+
+    def _store(self, partition: int, before: RequestState | None, step: Step) -> None:
+        state = step.state
+        self.requests[state.key] = {"p": partition, "s": state.to_dict()}
+        self.index.schedule(partition, state.key, state.next_wakeup)
+        self.metrics.open_slas.update(partition, before, state)
+
+    def _outputs(self, records: tuple[Record, ...]) -> list[Output]:
+        published = time.time()
+        out = []
+        for record in records:
+            self.metrics.record_published(record, published)
+            out.append(Output(self.topics[record.record_type], record.account_id, record.to_dict()))
+        return out
+
+    # -- messages -------------------------------------------------------------------------
+    def handle(
+        self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None
+    ) -> list[Output]:
+        """Process one message from an input or tick topic; returns what to publish."""
+        if topic == self.topics["ticks"]:
+            return self.sweep(partition)
+        now = self.clock()
+        try:
+            event = decode_event(value, key)
+        except DecodeError as error:
+            log.warning("dead letter %s[%s] offset=%s: %s", topic, partition, offset, error)
+            self.metrics.dead_letters.labels(error.reason).inc()
+            self.metrics.events.labels(topic, "unknown", "dead_letter").inc()
+            record = dead_letter(topic, partition, offset, key, value, error, now)
+            dl_key = key.decode("utf-8", "replace") if key else ""
+            return [Output(self.topics["deadletter"], dl_key, record)]
+        if event.is_account_event:
+            before_raw = self.accounts.get(event.account_id)
+            before = AccountState.from_dict(before_raw) if before_raw else None
+            after = apply_account(before, event)
+            outcome = "processed" if after is not before else "duplicate"
+            if after is not before:
+                self.accounts[event.account_id] = after.to_dict()
+            self.metrics.events.labels(topic, event.event_type, outcome).inc()
+            return []
+        assert event.request_id is not None
+        _, state = self._load(request_key(event.account_id, event.request_id))
+        account_raw = self.accounts.get(event.account_id)
+        account = AccountState.from_dict(account_raw) if account_raw else None
+        step = self.tracker.apply(state, event, account, now)
+        self.metrics.events.labels(
+            topic, event.event_type, "duplicate" if step.duplicate else "processed"
+        ).inc()
+        if step.duplicate:
+            return []
+        self._store(partition, state, step)
+        return self._outputs(step.records)
+
+    def sweep(self, partition: int) -> list[Output]:
+        """Let time pass for the requests on `partition` whose wake-up has come."""
+        now = self.clock()
+        outputs: list[Output] = []
+        for key in self.index.pop_due(partition, now):
+            stored_partition, state = self._load(key)
+            if state is None or stored_partition is None:
+                continue
+            step = self.tracker.advance(state, now)
+            self._store(stored_partition, state, step)
+            outputs.extend(self._outputs(step.records))
+        return outputs
+
+    def due_partitions(self, partitions: set[int]) -> list[int]:
+        """Owned partitions with a wake-up at or before now."""
+        now = self.clock()
+        return [p for p in sorted(partitions) if (d := self.index.next_due(p)) and d <= now]
+
+    def rebuild(self, partitions: set[int]) -> None:
+        """Rebuild the due index and the open-SLA gauges from the table after recovery."""
+        self.index = DueIndex()
+        self.metrics.open_slas.reset(partitions)
+        for key, raw in list(self.requests.items()):
+            partition = int(raw["p"])
+            if partition not in partitions:
+                continue
+            state = RequestState.from_dict(raw["s"])
+            self.index.schedule(partition, key, state.next_wakeup)
+            self.metrics.open_slas.update(partition, None, state)
+        log.info(
+            "recovered %d requests, %d awaiting a deadline", len(self.requests), len(self.index)
+        )
