@@ -93,6 +93,7 @@ class Progress:
     escalations: float = 0
     events: float = 0
     dead_letters: float = 0
+    accounts: float = 0
 
     @classmethod
     def scrape(cls, url: str) -> Progress:
@@ -112,6 +113,8 @@ class Progress:
                     out.escalations += sample.value
                 elif sample.name == "greenlane_events_total":
                     out.events += sample.value
+                    if sample.labels["type"] == "account.upserted":
+                        out.accounts += sample.value
                 elif sample.name == "greenlane_dead_letters_total":
                     out.dead_letters += sample.value
         return out
@@ -130,6 +133,16 @@ def _wait_ready(url: str, worker: subprocess.Popen[bytes], partitions: int, time
             pass
         time.sleep(0.2)  # polling a starting process, not standing in for a result
     raise RuntimeError(f"worker not ready after {timeout:.0f}s")
+
+
+def _wait_accounts(url: str, count: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(urllib.error.URLError, OSError):
+            if Progress.scrape(url).accounts >= count:
+                return
+        time.sleep(0.1)  # polling the worker's metrics, not standing in for a result
+    raise RuntimeError(f"the worker did not take in {count} accounts within {timeout:.0f}s")
 
 
 def _render(
@@ -179,7 +192,7 @@ def _audit_rows(db_path: Path) -> int:
 def run_demo(duration: float | None, lang: str, partitions: int, workdir: Path, rate: int) -> int:
     """Run the demo until Ctrl-C or `duration` seconds; always stops what it started."""
     t = TEXT.get(lang, TEXT["zh"])
-    console = Console()
+    console = Console(soft_wrap=True)  # paths and URLs stay whole, for copying and for scripts
     workdir = workdir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     db_path = workdir / "audit.db"
@@ -229,7 +242,11 @@ def run_demo(duration: float | None, lang: str, partitions: int, workdir: Path, 
 
         sim = Simulator(now=datetime.now(UTC), requests_per_minute=rate, lifecycle_scale=0.02)
         producer = KafkaProducer(bootstrap_servers=broker.bootstrap, acks="all", linger_ms=5)
-        publish(sim.accounts(), broker.bootstrap, topics, producer=producer)
+        accounts = sim.accounts()
+        publish(accounts, broker.bootstrap, topics, producer=producer)
+        # Master data precedes requests, as in production: a request takes the tier its
+        # account has when it starts, so the accounts are in before the backlog is sent.
+        _wait_accounts(f"{base}/metrics", len(accounts), timeout=60)
         publish(sim.backlog(), broker.bootstrap, topics, producer=producer)
         bad = sim.malformed(4)
         publish_raw(bad, topics.tickets, key=sim.account_ids()[0], producer=producer)

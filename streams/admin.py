@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable
 
 from kafka import KafkaAdminClient
@@ -23,7 +24,8 @@ def create_topics(bootstrap: str, specs: Iterable[TopicSpec], replication: int =
         wanted = [s for s in specs]
         todo = [s for s in wanted if s.name not in existing]
         if todo:
-            try:
+            # Another worker may create them at the same moment: that is fine.
+            with contextlib.suppress(TopicAlreadyExistsError):
                 admin.create_topics(
                     [
                         NewTopic(s.name, s.partitions, replication, topic_configs=dict(s.config))
@@ -31,8 +33,6 @@ def create_topics(bootstrap: str, specs: Iterable[TopicSpec], replication: int =
                     ],
                     timeout_ms=10_000,
                 )
-            except TopicAlreadyExistsError:
-                pass  # created meanwhile by another worker: fine
         described = {t["name"]: t for t in admin.describe_topics([s.name for s in wanted])}
         for spec in wanted:
             found = len(described.get(spec.name, {}).get("partitions", []))

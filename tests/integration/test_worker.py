@@ -1,0 +1,161 @@
+"""The worker on the real (embedded) broker: CONTRACT.md's example end to end, bad input,
+and a restart that recovers state from the changelog without repeating an escalation."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import orjson
+import pytest
+from fixtures.broker import Deployment, Worker, wait_for
+
+from greenlane.audit.store import AuditStore
+
+pytestmark = pytest.mark.integration
+
+ACCOUNT = "ORG-GD-0007"
+ORDER = "ORD-2026-000123"
+
+
+def account_event() -> dict[str, Any]:
+    return {
+        "event_id": "crm-acc-1", "event_type": "account.upserted",
+        "event_time": "2026-09-01T09:00:00+08:00", "account_id": ACCOUNT,
+        "data": {"name": "某社会服务机构", "tier": "important", "region": "广州"},
+    }
+
+
+def contract_example() -> list[dict[str, Any]]:
+    """CONTRACT.md's example: an important account orders two more leased lines."""
+    return [
+        {"event_id": "crm-1", "event_type": "order.created",
+         "event_time": "2026-09-28T10:15:00+08:00", "account_id": ACCOUNT, "request_id": ORDER,
+         "data": {"service": "dedicated_line.new", "quantity": 2}},
+        {"event_id": "oss-1", "event_type": "provisioning.stage_changed",
+         "event_time": "2026-09-28T14:00:00+08:00", "account_id": ACCOUNT, "request_id": ORDER,
+         "data": {"stage": "survey", "status": "started", "department": "network-ops"}},
+    ]
+
+
+def publish_account_first(deployment: Deployment, worker: Worker) -> None:
+    """Master data precedes requests: the tier is the account's tier when a request starts."""
+    deployment.publish([account_event()])
+    wait_for(
+        lambda: worker.metric_sum("greenlane_events_total", type="account.upserted") == 1,
+        30, "the account processed",
+    )
+
+
+def by_kind(records: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [r for r in records if r.get("kind") == kind]
+
+
+def test_contract_example_reaches_every_rung_metric_and_audit_row(deployment: Deployment) -> None:
+    worker = deployment.start_worker()
+    publish_account_first(deployment, worker)
+    deployment.publish(contract_example())
+
+    # Weeks have passed since the example's events: every rung of the example policy's
+    # ladder (50/75/100/150 %) must have fired for both targets, survey and fulfil.
+    escalations = deployment.read(deployment.topics.escalations, lambda rs: len(rs) >= 8)
+    assert len(escalations) == 8
+    assert sorted((e["target"], e["rung"]) for e in escalations) == [
+        (t, r) for t in ("fulfil", "survey") for r in (1, 2, 3, 4)
+    ]
+    assert {e["account_id"] for e in escalations} == {ACCOUNT}
+    rung3 = next(e for e in escalations if e["target"] == "fulfil" and e["rung"] == 3)
+    assert rung3["roles"] == ["executive_in_charge", "account_manager"]
+    # important tier: fulfil within 5 days of 2026-09-28T10:15+08:00
+    assert rung3["fire_at"] == rung3["sla_due_at"] == "2026-10-03T02:15:00+00:00"
+
+    changes = deployment.read(
+        deployment.topics.sla_changes, lambda rs: len(by_kind(rs, "breached")) >= 2
+    )
+    assert sorted(r["target"] for r in by_kind(changes, "started")) == ["fulfil", "survey"]
+    assert all(r["tier"] == "important" for r in changes)
+    fulfil_breach = next(r for r in by_kind(changes, "breached") if r["target"] == "fulfil")
+    # survey started 2026-09-28T06:00Z with a 3-day budget; at the fulfil breach
+    # (2026-10-03T02:15Z) it had run 4d20h15m, i.e. 1d20h15m = 159300 s over budget.
+    assert fulfil_breach["attribution"] == [
+        {"stage": "survey", "department": "network-ops", "over_budget_s": 159300}
+    ]
+
+    def metrics_settled() -> bool:
+        return worker.metric_sum("greenlane_escalations_total") == 8
+
+    wait_for(metrics_settled, 30, "escalation metrics")
+    assert worker.metric_sum("greenlane_open_slas", status="breached", tier="important") == 2
+    assert worker.metric_sum("greenlane_sla_changes_total", kind="breached") == 2
+    assert worker.metric_sum(
+        "greenlane_events_total", type="order.created", outcome="processed"
+    ) == 1
+
+    store = AuditStore(deployment.audit_url)
+    try:
+        wait_for(lambda: len(store.escalations_for(ORDER)) == 8, 30, "escalations in the audit")
+        wait_for(lambda: len(store.sla_changes_for(ORDER)) == 4, 30, "changes in the audit")
+        assert {r["kind"] for r in store.sla_changes_for(ORDER)} == {"started", "breached"}
+    finally:
+        store.close()
+
+
+def test_malformed_event_is_dead_lettered_and_the_next_is_processed(
+    deployment: Deployment,
+) -> None:
+    worker = deployment.start_worker()
+    bad = b'{"event_id": "x-1", "event_type": "order.created", "event_time": "yesterday"'
+    naive = orjson.dumps({**contract_example()[0], "event_id": "crm-naive",
+                          "event_time": "2026-09-28T10:15:00"})
+    deployment.publish([bad, naive], topic=deployment.topics.orders, key=ACCOUNT)
+    publish_account_first(deployment, worker)
+    deployment.publish([contract_example()[0]])
+
+    dead = deployment.read(deployment.topics.deadletter, lambda rs: len(rs) >= 2)
+    assert [d["reason"] for d in dead] == ["bad_json", "naive_time"]
+    assert base64.b64decode(dead[0]["value_b64"]) == bad
+    assert base64.b64decode(dead[1]["value_b64"]) == naive
+    assert all(d["source_topic"] == deployment.topics.orders for d in dead)
+    assert dead[0]["source_offset"] < dead[1]["source_offset"]
+
+    changes = deployment.read(deployment.topics.sla_changes, lambda rs: len(rs) >= 2)
+    assert {r["request_id"] for r in changes} == {ORDER}
+    wait_for(lambda: worker.metric_sum("greenlane_dead_letters_total") == 2, 30, "dead letters")
+    assert worker.metric_sum("greenlane_dead_letters_total", reason="naive_time") == 1
+    store = AuditStore(deployment.audit_url)
+    try:
+        wait_for(lambda: store.count("dead_letters") == 2, 30, "dead letters in the audit")
+    finally:
+        store.close()
+
+
+def test_restart_recovers_state_and_repeats_no_escalation(deployment: Deployment) -> None:
+    first = deployment.start_worker()
+    publish_account_first(deployment, first)
+    deployment.publish(contract_example())
+    deployment.read(deployment.topics.escalations, lambda rs: len(rs) >= 8)
+    assert first.stop() == 0
+
+    second = deployment.start_worker()
+    # A redelivered event changes nothing; a new one is judged on the recovered state:
+    # completing the order stops both targets, which had breached, so both are `stopped`.
+    completed = {
+        "event_id": "crm-2", "event_type": "order.state_changed",
+        "event_time": "2026-10-20T09:00:00+08:00", "account_id": ACCOUNT, "request_id": ORDER,
+        "data": {"state": "completed"},
+    }
+    deployment.publish([contract_example()[1], completed])
+    changes = deployment.read(
+        deployment.topics.sla_changes, lambda rs: len(by_kind(rs, "stopped")) >= 2
+    )
+    assert sorted(r["target"] for r in by_kind(changes, "stopped")) == ["fulfil", "survey"]
+    assert len(changes) == len({r["change_id"] for r in changes}) == 6
+
+    wait_for(
+        lambda: second.metric_sum("greenlane_events_total", outcome="duplicate") == 1,
+        30, "the redelivered event counted as a duplicate",
+    )
+    escalations = deployment.read(deployment.topics.escalations, lambda rs: len(rs) >= 8)
+    assert len(escalations) == len({e["escalation_id"] for e in escalations}) == 8
+    assert second.metric_sum("greenlane_escalations_total") == 0
+    assert second.metric_sum("greenlane_open_slas") == 0
