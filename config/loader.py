@@ -10,7 +10,7 @@ import yaml
 from pydantic import ValidationError
 
 from greenlane.config.errors import PolicyError
-from greenlane.sla.policy import Policy
+from greenlane.sla.policy import PlacedError, Policy
 
 _FIXES = {
     "missing": "add this field",
@@ -45,6 +45,9 @@ def _node_at(root: yaml.Node | None, loc: tuple[int | str, ...]) -> yaml.Node | 
 
 def _describe(error: Any, root: yaml.Node | None, path: Path) -> str:
     loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+    cause = (error.get("ctx") or {}).get("error")
+    if isinstance(cause, PlacedError):
+        loc = loc + cause.loc
     node = _node_at(root, loc)
     line = node.start_mark.line + 1 if node is not None else 1
     place = ".".join(str(p) for p in loc) or "(top level)"

@@ -149,10 +149,8 @@ def signals(history: Iterable[HistoryEvent]) -> list[tuple[HistoryEvent, frozens
         if ev.state is not None:
             found.add(f"state:{ev.state}")
             if ev.event_type == "ticket.state_changed":
-                if (
-                    last_ticket_state in _CLOSED_TICKET_STATES
-                    and ev.state not in _CLOSED_TICKET_STATES
-                ):
+                # CONTRACT.md: only a move from resolved/closed back to inProgress reopens.
+                if last_ticket_state in _CLOSED_TICKET_STATES and ev.state == "inProgress":
                     found.add("reopened")
                 last_ticket_state = ev.state
         if ev.milestone is not None:
@@ -175,6 +173,7 @@ class _Clock:
     paused_s: int = 0
     stopped_at: datetime | None = None
     breached: bool = False
+    breached_at: datetime | None = None
     fired: set[int] = field(default_factory=set)
     kind_counts: dict[str, int] = field(default_factory=dict)
 
@@ -209,6 +208,9 @@ class _TargetFold:
         return self.cal.add(self.c.mark, max(0, business_s - self.c.elapsed))
 
     def _due(self) -> datetime:
+        """The instant the budget runs out; once breached, that instant stays put."""
+        if self.c.breached_at is not None:
+            return self.c.breached_at
         assert self.c.mark is not None
         return self._instant_at(self.budget)
 
@@ -266,7 +268,7 @@ class _TargetFold:
             if at > t:
                 continue
             if rung == 0:
-                self.c.breached = True
+                self.c.breached, self.c.breached_at = True, at
                 self._change("breached", at, due=at, attribution=self._attribution(at))
             else:
                 self.c.fired.add(rung)
@@ -428,8 +430,10 @@ def project(
 ) -> Projection:
     """All records of a request up to `now`, where each SLA stands, and when to look again.
 
-    `now` never runs behind the request's own latest event, so a producer whose clock is
-    ahead of ours cannot make an event appear to come from the future.
+    The clock is `now`: events apply at their own event time once `now` has reached it, and
+    rungs and breaches fire only up to `now`. An event delivered ahead of an earlier, late
+    one therefore does not move the clock, and a burst of events delivered in any order
+    before the clock passes them yields the same records.
     """
     if state.info is None:
         return Projection((), (), None)
@@ -437,7 +441,7 @@ def project(
     if sla is None:
         return Projection((), (), None)
     cals = calendars or builtin_calendars()
-    until = max([now, *(e.at for e in state.history)])
+    until = now
     folds = [
         _TargetFold(
             state, state.info, target, policy.ladders[sla.ladder], cals[target.calendar], policy
@@ -445,6 +449,8 @@ def project(
         for target in sla.targets
     ]
     for ev, sigs in signals(state.history):
+        if ev.at > until:
+            break  # stamped after `now`: it applies once the clock reaches it
         for fold in folds:
             fold.advance(ev.at)
             fold.apply(ev, sigs)
@@ -452,6 +458,8 @@ def project(
         fold.advance(until)
     records = tuple(r for fold in folds for r in fold.records)
     wakeups = [w for fold in folds if (w := fold.next_wakeup(until)) is not None]
+    # Events stamped later than `now` (a producer's clock ahead of ours) wait for our clock.
+    wakeups.extend(e.at for e in state.history if e.at > until)
     return Projection(
         records=records,
         snapshots=tuple(fold.snapshot(until) for fold in folds),

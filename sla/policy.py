@@ -58,6 +58,14 @@ def _check_signals(values: tuple[str, ...]) -> tuple[str, ...]:
 Signals = Annotated[tuple[str, ...], Field(default=())]
 
 
+class PlacedError(ValueError):
+    """A whole-policy check that knows which field it is about (for the loader's line)."""
+
+    def __init__(self, loc: tuple[str | int, ...], message: str) -> None:
+        super().__init__(message)
+        self.loc = loc
+
+
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -251,11 +259,12 @@ class Policy(_Frozen):
 
     @model_validator(mode="after")
     def _references_resolve(self) -> Policy:
-        for sla in self.slas:
+        for n, sla in enumerate(self.slas):
             if sla.ladder not in self.ladders:
-                raise ValueError(
+                raise PlacedError(
+                    ("slas", n, "ladder"),
                     f"SLA {sla.id!r} names ladder {sla.ladder!r}, which is not defined; fix: "
-                    f"use one of {', '.join(sorted(self.ladders))} or define it under ladders"
+                    f"use one of {', '.join(sorted(self.ladders))} or define it under ladders",
                 )
         unknown = [s for s in self.stage_order if s not in self.stages]
         if unknown:

@@ -18,6 +18,7 @@ from pydantic import (
     Field,
     StringConstraints,
 )
+from pydantic_core import PydanticCustomError
 
 Tier = Literal["important", "strategic", "economic", "group", "standard"]
 TIERS: tuple[Tier, ...] = ("important", "strategic", "economic", "group", "standard")
@@ -26,7 +27,12 @@ NonEmpty = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
 
 
 def _to_utc(value: datetime) -> datetime:
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+08:00 has no UTC form
+        raise PydanticCustomError(
+            "datetime_out_of_range", "the instant is outside the range of UTC times"
+        ) from None
 
 
 UtcTime = Annotated[AwareDatetime, AfterValidator(_to_utc)]

@@ -20,7 +20,7 @@ TANSU_FAUST_WORKAROUNDS: dict[str, Any] = {
     # short of the last records of a multi-record batch: one record per batch keeps it exact.
     "producer_max_batch_size": 1,
     # A new group member joins only after about half the session timeout.
-    "broker_session_timeout": 10,
+    "broker_session_timeout": 6,
 }
 
 
