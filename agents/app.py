@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import time
 from collections.abc import AsyncIterator, Iterator, MutableMapping
 from typing import Any
 
@@ -33,6 +34,7 @@ from greenlane.streams.tansu import TANSU_FAUST_WORKAROUNDS
 log = logging.getLogger(__name__)
 
 AUDIT_BATCH = 500
+TICK_RESEND_S = 5.0
 # aiohttp takes the charset separately, so the exposition format's type goes without it.
 METRICS_TYPE = CONTENT_TYPE_LATEST.split(";")[0] + "; version=0.0.4"
 
@@ -118,7 +120,8 @@ class Greenlane:
             ticks_topic=topics.ticks,
             clock=utc_now,
         )
-        self.tick_in_flight: set[int] = set()
+        # partition → when its last tick was sent; a tick lost in a rebalance is re-sent.
+        self.tick_sent: dict[int, float] = {}
         self.audit: AuditStore | None = None
         self._wire()
 
@@ -152,23 +155,26 @@ class Greenlane:
             async for event in stream.events():
                 msg = event.message
                 if msg.topic == settings.topics.ticks:
-                    self.tick_in_flight.discard(msg.partition)
-                outputs = service.handle(msg.topic, msg.partition, msg.offset, msg.key, msg.value)
+                    self.tick_sent.pop(msg.partition, None)
+                outputs = service.handle_safely(
+                    msg.topic, msg.partition, msg.offset, msg.key, msg.value
+                )
                 await self.publish(outputs)
                 yield None
 
         @app.timer(interval=settings.sweep_interval_s, name="greenlane.sweep")
         async def sweep() -> None:
             owned = self.owned_partitions()
+            now = time.monotonic()
             for partition in service.due_partitions(owned):
-                if partition in self.tick_in_flight:
-                    continue
-                self.tick_in_flight.add(partition)
+                if now - self.tick_sent.get(partition, -TICK_RESEND_S) < TICK_RESEND_S:
+                    continue  # a tick is on its way
+                self.tick_sent[partition] = now
                 await self.ticks.send(key=b"tick", value=b"{}", partition=partition)
 
         async def on_recovered() -> None:
             owned = self.owned_partitions()
-            self.tick_in_flight.clear()
+            self.tick_sent.clear()
             service.rebuild(owned)
 
         self.requests.on_recover(on_recovered)

@@ -154,6 +154,25 @@ class TrackerService:
         self._store(partition, state, step)
         return self._outputs(step.records)
 
+    def handle_safely(
+        self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None
+    ) -> list[Output]:
+        """`handle`, except that an unexpected error dead-letters the message, not the worker.
+
+        Decoding has already accepted such a message, so the error is ours; the event is kept
+        in the dead-letter topic (reason `processing_error`) to be replayed once fixed.
+        """
+        try:
+            return self.handle(topic, partition, offset, key, value)
+        except Exception as exc:
+            log.exception("processing failed %s[%s] offset=%s", topic, partition, offset)
+            self.metrics.dead_letters.labels("processing_error").inc()
+            self.metrics.events.labels(topic, "unknown", "dead_letter").inc()
+            error = DecodeError("processing_error", f"{type(exc).__name__}: {exc}")
+            record = dead_letter(topic, partition, offset, key, value, error, self.clock())
+            dl_key = key.decode("utf-8", "replace") if key else ""
+            return [Output(self.topics["deadletter"], dl_key, record)]
+
     def sweep(self, partition: int) -> list[Output]:
         """Let time pass for the requests on `partition` whose wake-up has come."""
         now = self.clock()

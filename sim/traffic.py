@@ -33,13 +33,25 @@ DAY: Final = 86400.0
 
 # POLICY-REFERENCE.md proposed targets: fault respond / on-site / restore, in minutes.
 RESPOND_MIN: Final = {
-    "important": 15, "strategic": 15, "economic": 30, "group": 30, "standard": 60,
+    "important": 15,
+    "strategic": 15,
+    "economic": 30,
+    "group": 30,
+    "standard": 60,
 }
 ON_SITE_MIN: Final = {
-    "important": 60, "strategic": 60, "economic": 120, "group": 120, "standard": 240,
+    "important": 60,
+    "strategic": 60,
+    "economic": 120,
+    "group": 120,
+    "standard": 240,
 }
 RESTORE_MIN: Final = {
-    "important": 180, "strategic": 240, "economic": 240, "group": 360, "standard": 480,
+    "important": 180,
+    "strategic": 240,
+    "economic": 240,
+    "group": 360,
+    "standard": 480,
 }
 # Leased-line delivery, same city, in working days; the simulator plans in calendar time, so it
 # stretches working days by 7/5 to stay roughly in step with a working-day calendar.
@@ -98,13 +110,56 @@ CITIES: Final[dict[str, tuple[str, tuple[str, ...]]]] = {
     "中山": ("ZS", ("石岐", "火炬", "小榄")),
 }
 ROADS: Final = (
-    "深南大道", "人民路", "建设路", "中山路", "科技园路", "解放路", "滨河路", "工业大道",
+    "深南大道",
+    "人民路",
+    "建设路",
+    "中山路",
+    "科技园路",
+    "解放路",
+    "滨河路",
+    "工业大道",
 )
 SURNAMES: Final = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何林罗郑梁谢宋唐许邓冯韩曹曾彭萧蔡潘田董袁"
-GIVEN: Final = ("伟", "芳", "娜", "敏", "静", "磊", "洋", "勇", "艳", "杰", "军", "涛", "明", "超",
-                "秀英", "志强", "海燕", "建华", "晓东", "丽娟", "俊杰", "嘉怡", "子轩", "文博")
-BRANDS: Final = ("恒信", "鹏程", "嘉禾", "瑞达", "新域", "华锐", "泰和", "启明", "远航", "正通",
-                 "汇智", "长盈")
+GIVEN: Final = (
+    "伟",
+    "芳",
+    "娜",
+    "敏",
+    "静",
+    "磊",
+    "洋",
+    "勇",
+    "艳",
+    "杰",
+    "军",
+    "涛",
+    "明",
+    "超",
+    "秀英",
+    "志强",
+    "海燕",
+    "建华",
+    "晓东",
+    "丽娟",
+    "俊杰",
+    "嘉怡",
+    "子轩",
+    "文博",
+)
+BRANDS: Final = (
+    "恒信",
+    "鹏程",
+    "嘉禾",
+    "瑞达",
+    "新域",
+    "华锐",
+    "泰和",
+    "启明",
+    "远航",
+    "正通",
+    "汇智",
+    "长盈",
+)
 
 # Industries whose accounts are "important" (重要客户: party/government, public security, courts,
 # education, health, news, finance) versus commercial ones graded by spend and strategy.
@@ -123,7 +178,13 @@ INDUSTRY_PREFIX: Final = {
     "零售": "ENT",
 }
 IMPORTANT_INDUSTRIES: Final = (
-    "政府机关", "公共安全", "司法", "医疗卫生", "教育", "金融", "新闻媒体",
+    "政府机关",
+    "公共安全",
+    "司法",
+    "医疗卫生",
+    "教育",
+    "金融",
+    "新闻媒体",
 )
 COMMERCIAL_INDUSTRIES: Final = ("制造业", "信息技术", "物流", "零售")
 
@@ -335,17 +396,36 @@ class Simulator:
             Account("FIN-GZ-0003", "某商业银行广州分行", "important", "广州", "金融"),
             Account("HEA-GZ-0012", "广州市第一人民医院", "important", "广州", "医疗卫生"),
             # A branch campus whose bills the hospital pays: it inherits the hospital's tier.
-            Account("HEA-GZ-0013", "广州市第一人民医院南沙院区", "standard", "广州", "医疗卫生",
-                    billing_parent_id="HEA-GZ-0012"),
-            Account("ENT-SZ-0020", "深圳市启明信息技术股份有限公司", "strategic", "深圳",
-                    "信息技术"),
+            Account(
+                "HEA-GZ-0013",
+                "广州市第一人民医院南沙院区",
+                "standard",
+                "广州",
+                "医疗卫生",
+                billing_parent_id="HEA-GZ-0012",
+            ),
+            Account(
+                "ENT-SZ-0020", "深圳市启明信息技术股份有限公司", "strategic", "深圳", "信息技术"
+            ),
             Account("ENT-FS-0031", "佛山市泰和陶瓷制造有限公司", "economic", "佛山", "制造业"),
             # A group customer: the head office and branches carry the group tier.
             Account("ENT-GZ-0100", "广东远航物流集团有限公司", "group", "广州", "物流"),
-            Account("ENT-SZ-0101", "广东远航物流集团有限公司深圳分公司", "group", "深圳", "物流",
-                    parent_id="ENT-GZ-0100"),
-            Account("ENT-DG-0102", "广东远航物流集团有限公司东莞分公司", "group", "东莞", "物流",
-                    parent_id="ENT-GZ-0100"),
+            Account(
+                "ENT-SZ-0101",
+                "广东远航物流集团有限公司深圳分公司",
+                "group",
+                "深圳",
+                "物流",
+                parent_id="ENT-GZ-0100",
+            ),
+            Account(
+                "ENT-DG-0102",
+                "广东远航物流集团有限公司东莞分公司",
+                "group",
+                "东莞",
+                "物流",
+                parent_id="ENT-GZ-0100",
+            ),
             Account("ENT-DG-0250", "东莞市正通电子厂", "standard", "东莞", "制造业"),
         ]
         if n < len(fixed):
@@ -390,9 +470,7 @@ class Simulator:
                 tier = "important"
             else:
                 industry = rng.choice(COMMERCIAL_INDUSTRIES)
-                tier = rng.choices(
-                    ("strategic", "economic", "group", "standard"), (2, 3, 1, 2)
-                )[0]
+                tier = rng.choices(("strategic", "economic", "group", "standard"), (2, 3, 1, 2))[0]
             name = self._account_name(industry, region, district, tier)
         prefix = INDUSTRY_PREFIX[industry]
         while True:
@@ -413,21 +491,35 @@ class Simulator:
         n = rng.randint(1, 12)
         brand = rng.choice(BRANDS)
         templates: dict[str, tuple[str, ...]] = {
-            "政府机关": (f"{region}市{district}区人民政府", f"{region}市税务局{district}分局",
-                        f"{region}市政务服务数据管理局"),
+            "政府机关": (
+                f"{region}市{district}区人民政府",
+                f"{region}市税务局{district}分局",
+                f"{region}市政务服务数据管理局",
+            ),
             "公共安全": (f"{region}市公安局{district}分局", f"{region}市应急管理局"),
             "司法": (f"{region}市中级人民法院", f"{region}市{district}区人民检察院"),
             "医疗卫生": (f"{region}市第{n}人民医院", f"{region}市中医院", f"{region}市妇幼保健院"),
-            "教育": (f"{region}市第{n}中学", f"{region}职业技术学院",
-                     f"{region}市{district}区实验小学"),
-            "金融": (f"某商业银行{region}{district}支行", f"{region}农村商业银行{district}支行",
-                     f"某证券{region}{district}营业部", f"某财产保险{region}中心支公司"),
+            "教育": (
+                f"{region}市第{n}中学",
+                f"{region}职业技术学院",
+                f"{region}市{district}区实验小学",
+            ),
+            "金融": (
+                f"某商业银行{region}{district}支行",
+                f"{region}农村商业银行{district}支行",
+                f"某证券{region}{district}营业部",
+                f"某财产保险{region}中心支公司",
+            ),
             "新闻媒体": (f"{region}广播电视台", f"{region}日报社"),
         }
         if industry in templates:
             return rng.choice(templates[industry])
-        kind = {"制造业": "制造有限公司", "信息技术": "科技股份有限公司", "物流": "物流有限公司",
-                "零售": "商贸有限公司"}[industry]
+        kind = {
+            "制造业": "制造有限公司",
+            "信息技术": "科技股份有限公司",
+            "物流": "物流有限公司",
+            "零售": "商贸有限公司",
+        }[industry]
         if tier == "group":
             return f"广东{brand}{kind[:-4]}集团有限公司"
         return f"{region}市{brand}{kind}"
@@ -523,8 +615,7 @@ class Simulator:
         district = rng.choice(CITIES[account.region][1])
         floor = rng.randint(1, 28)
         return (
-            f"{account.region}市{district}{rng.choice(ROADS)}{rng.randint(1, 3999)}号"
-            f" {floor}楼机房"
+            f"{account.region}市{district}{rng.choice(ROADS)}{rng.randint(1, 3999)}号 {floor}楼机房"
         )
 
     # ----------------------------------------------------------------- tickets
@@ -559,8 +650,17 @@ class Simulator:
             data["circuit_id"] = rng.choice(account.circuits)
         life.add(t0, "ticket.created", "ticketing", data)
         self._ticket_lifecycle(
-            life, t0, category, respond_s, on_site_s, restore_s, pending, cancel_after_s,
-            reopen, close_after_s, scale,
+            life,
+            t0,
+            category,
+            respond_s,
+            on_site_s,
+            restore_s,
+            pending,
+            cancel_after_s,
+            reopen,
+            close_after_s,
+            scale,
         )
         self._commit(life)
 
@@ -598,8 +698,11 @@ class Simulator:
         state(at(respond_s - rng.uniform(0, 60) * scale), "acknowledged")
         t = milestone(at(respond_s), "responded")
         if cancel_after_s is not None:
-            state(at(max(cancel_after_s, respond_s + 60)), "cancelled",
-                  rng.choice(("duplicate_report", "customer_self_resolved")))
+            state(
+                at(max(cancel_after_s, respond_s + 60)),
+                "cancelled",
+                rng.choice(("duplicate_report", "customer_self_resolved")),
+            )
             return
         t = state(t + timedelta(seconds=rng.uniform(60, 300) * scale), "inProgress")
         paused_s = 0.0
@@ -621,8 +724,11 @@ class Simulator:
         t = state(resolved_at + timedelta(seconds=rng.uniform(120, 900) * scale), "resolved")
         if reopen:
             # The customer reports the fault again before confirming: a reopen, per the contract.
-            t = state(t + timedelta(seconds=rng.uniform(1, 6) * HOUR * scale), "inProgress",
-                      "fault_recurred")
+            t = state(
+                t + timedelta(seconds=rng.uniform(1, 6) * HOUR * scale),
+                "inProgress",
+                "fault_recurred",
+            )
             t = milestone(t + timedelta(seconds=rng.uniform(0.5, 2) * HOUR * scale), "restored")
             t = state(t + timedelta(seconds=rng.uniform(120, 600) * scale), "resolved")
         state(t + timedelta(seconds=close_after_s), "closed")
@@ -641,8 +747,7 @@ class Simulator:
             if not any(late):
                 late[2] = True
             factors = [
-                rng.uniform(1.05, 1.9) if slip else f
-                for slip, f in zip(late, factors, strict=True)
+                rng.uniform(1.05, 1.9) if slip else f for slip, f in zip(late, factors, strict=True)
             ]
         respond_s, on_site_s, restore_s = (
             f * t * scale for f, t in zip(factors, targets, strict=True)
@@ -726,8 +831,9 @@ class Simulator:
 
         t = order_state(t0 + timedelta(seconds=ack_s), "acknowledged")
         if cancel_in_stage == -1:
-            order_state(t + timedelta(seconds=rng.uniform(1, 48) * HOUR), "cancelled",
-                        "customer_withdrew")
+            order_state(
+                t + timedelta(seconds=rng.uniform(1, 48) * HOUR), "cancelled", "customer_withdrew"
+            )
             self._commit(life)
             return
         for index, plan in enumerate(stages):
@@ -744,15 +850,19 @@ class Simulator:
             if pending is not None and pending.stage_index == index:
                 t = order_state(t + timedelta(seconds=pending.after_s), "pending", pending.reason)
                 stage_event(t, plan.stage, "blocked", who)
-                t = stage_event(t + timedelta(seconds=pending.duration_s), plan.stage,
-                                "unblocked", who)
+                t = stage_event(
+                    t + timedelta(seconds=pending.duration_s), plan.stage, "unblocked", who
+                )
                 t = order_state(t, "inProgress")
                 extra_s += pending.after_s + pending.duration_s
             if plan.duration_s is None:
                 break
             if cancel_in_stage == index:
-                order_state(max(t, start + timedelta(seconds=plan.duration_s * 0.5)), "cancelled",
-                            rng.choice(("customer_withdrew", "customer_changed_requirement")))
+                order_state(
+                    max(t, start + timedelta(seconds=plan.duration_s * 0.5)),
+                    "cancelled",
+                    rng.choice(("customer_withdrew", "customer_changed_requirement")),
+                )
                 break
             end = start + timedelta(seconds=max(plan.duration_s, extra_s + 60))
             t = stage_event(max(end, t), plan.stage, "completed", who)
@@ -811,13 +921,21 @@ class Simulator:
         if outcome != "cancelled" and rng.random() < 0.15:
             index = stage_names.index("construction") if "construction" in stage_names else 0
             budget = stages[index].duration_s or 0.0
-            pending = _Interrupt(index, budget * rng.uniform(0.1, 0.5),
-                                 rng.uniform(1, 3) * DAY * scale, rng.choice(PENDING_REASONS))
+            pending = _Interrupt(
+                index,
+                budget * rng.uniform(0.1, 0.5),
+                rng.uniform(1, 3) * DAY * scale,
+                rng.choice(PENDING_REASONS),
+            )
         if outcome != "cancelled" and "resource_check" in stage_names and rng.random() < 0.1:
             index = stage_names.index("resource_check")
             budget = stages[index].duration_s or 0.0
-            held = _Interrupt(index, budget * rng.uniform(0.2, 0.6),
-                              rng.uniform(0.5, 2) * DAY * scale, rng.choice(HELD_REASONS))
+            held = _Interrupt(
+                index,
+                budget * rng.uniform(0.2, 0.6),
+                rng.uniform(0.5, 2) * DAY * scale,
+                rng.choice(HELD_REASONS),
+            )
         promised = None
         if rng.random() < 0.5:
             day = (t0 + timedelta(seconds=target_s)).astimezone(SHANGHAI).date()
@@ -873,8 +991,11 @@ class Simulator:
         # 2. A severity-1 fault at the public security bureau, 20 minutes old, nobody has called
         #    back yet: the 15-minute respond target is already breached.
         self._plan_ticket(
-            self._by_id["GOV-SZ-0042"], ago(20 * MINUTE), severity=1,
-            respond_s=rng.uniform(23, 30) * MINUTE, on_site_s=rng.uniform(75, 105) * MINUTE,
+            self._by_id["GOV-SZ-0042"],
+            ago(20 * MINUTE),
+            severity=1,
+            respond_s=rng.uniform(23, 30) * MINUTE,
+            on_site_s=rng.uniform(75, 105) * MINUTE,
             restore_s=rng.uniform(170, 240) * MINUTE,
         )
 
@@ -883,21 +1004,32 @@ class Simulator:
             age = rng.uniform(2, 5) * HOUR
             respond = rng.uniform(5, 40) * MINUTE
             self._plan_ticket(
-                self._by_id[account_id], ago(age), severity=rng.choice((1, 2, 2, 3)),
-                respond_s=respond, on_site_s=respond + rng.uniform(30, 100) * MINUTE,
+                self._by_id[account_id],
+                ago(age),
+                severity=rng.choice((1, 2, 2, 3)),
+                respond_s=respond,
+                on_site_s=respond + rng.uniform(30, 100) * MINUTE,
                 restore_s=age + rng.uniform(10, 120) * MINUTE,
                 close_after_s=rng.uniform(1, 8) * HOUR,
             )
 
         # 4. A fault paused on the customer right now (no site access), and a fresh one.
         self._plan_ticket(
-            self._by_id["HEA-GZ-0012"], ago(95 * MINUTE), severity=2,
-            respond_s=8 * MINUTE, on_site_s=50 * MINUTE, restore_s=150 * MINUTE,
+            self._by_id["HEA-GZ-0012"],
+            ago(95 * MINUTE),
+            severity=2,
+            respond_s=8 * MINUTE,
+            on_site_s=50 * MINUTE,
+            restore_s=150 * MINUTE,
             pending=(10 * MINUTE, 2 * HOUR, "no_site_access"),
         )
         self._plan_ticket(
-            self._by_id["ENT-DG-0250"], ago(6 * MINUTE), severity=3,
-            respond_s=25 * MINUTE, on_site_s=3 * HOUR, restore_s=6 * HOUR,
+            self._by_id["ENT-DG-0250"],
+            ago(6 * MINUTE),
+            severity=3,
+            respond_s=25 * MINUTE,
+            on_site_s=3 * HOUR,
+            restore_s=6 * HOUR,
         )
 
         # 5. Orders 3-14 days old stuck in construction (one also held on resources before).
@@ -927,12 +1059,15 @@ class Simulator:
         construction_index = stage_names.index("construction")
         # Construction started some while ago and will finish only days after now.
         construction_age = age_s * rng.uniform(0.25, 0.5)
-        before = self._spread(stage_names[:construction_index], age_s - construction_age - ack_s,
-                              slip=False)
-        after = self._spread(stage_names[construction_index + 1:], rng.uniform(2, 5) * DAY,
-                             slip=False)
+        before = self._spread(
+            stage_names[:construction_index], age_s - construction_age - ack_s, slip=False
+        )
+        after = self._spread(
+            stage_names[construction_index + 1 :], rng.uniform(2, 5) * DAY, slip=False
+        )
         construction = _StagePlan(
-            "construction", rng.uniform(1, 4) * HOUR,
+            "construction",
+            rng.uniform(1, 4) * HOUR,
             construction_age + rng.uniform(1, 4) * DAY,
         )
         held = None
@@ -941,6 +1076,12 @@ class Simulator:
             budget = before[index].duration_s or 0.0
             held = _Interrupt(index, budget * 0.1, budget * 0.7, "no_resources")
         self._plan_order(
-            account, t0, service=service, stages=[*before, construction, *after], ack_s=ack_s,
-            quantity=self._quantity(service), priority=self._priority(account), held=held,
+            account,
+            t0,
+            service=service,
+            stages=[*before, construction, *after],
+            ack_s=ack_s,
+            quantity=self._quantity(service),
+            priority=self._priority(account),
+            held=held,
         )

@@ -24,8 +24,10 @@ REASONS = (
     "bad_time",
     "missing_request_id",
     "key_mismatch",
+    "processing_error",
 )
-"""Every reason a decode can fail with; bounded, so it is safe as a metric label."""
+"""Every reason an input is dead-lettered; bounded, so it is safe as a metric label.
+`processing_error` is the one that is not the producer's: the rules failed on a valid event."""
 
 
 class DecodeError(ValueError):

@@ -21,15 +21,28 @@ def _descendants_alive(marker: str) -> list[str]:
 def test_demo_runs_escalates_and_stops_cleanly(tmp_path: Path) -> None:
     workdir = tmp_path / "demo"
     result = subprocess.run(
-        [sys.executable, "-m", "greenlane.cli.main", "demo", "--duration", "35",
-         "--workdir", str(workdir), "--lang", "en"],
-        capture_output=True, text=True, timeout=240, env=dict(os.environ),
+        [
+            sys.executable,
+            "-m",
+            "greenlane.cli.main",
+            "demo",
+            "--duration",
+            "35",
+            "--workdir",
+            str(workdir),
+            "--lang",
+            "en",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env=dict(os.environ),
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     out = result.stdout
     assert "metrics URL: http://127.0.0.1:" in out
     assert f"audit database: {workdir / 'audit.db'}" in out
-    summary = json.loads(out[out.index("{\n"): out.index("\n}") + 2])
+    summary = json.loads(out[out.index("{\n") : out.index("\n}") + 2])
     # The simulator's backlog has requests that began hours or days ago: rungs fire at once.
     assert summary["seconds_to_first_escalation"] is not None
     assert summary["seconds_to_first_escalation"] < 35

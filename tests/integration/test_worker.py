@@ -20,8 +20,10 @@ ORDER = "ORD-2026-000123"
 
 def account_event() -> dict[str, Any]:
     return {
-        "event_id": "crm-acc-1", "event_type": "account.upserted",
-        "event_time": "2026-09-01T09:00:00+08:00", "account_id": ACCOUNT,
+        "event_id": "crm-acc-1",
+        "event_type": "account.upserted",
+        "event_time": "2026-09-01T09:00:00+08:00",
+        "account_id": ACCOUNT,
         "data": {"name": "某社会服务机构", "tier": "important", "region": "广州"},
     }
 
@@ -29,12 +31,22 @@ def account_event() -> dict[str, Any]:
 def contract_example() -> list[dict[str, Any]]:
     """CONTRACT.md's example: an important account orders two more leased lines."""
     return [
-        {"event_id": "crm-1", "event_type": "order.created",
-         "event_time": "2026-09-28T10:15:00+08:00", "account_id": ACCOUNT, "request_id": ORDER,
-         "data": {"service": "dedicated_line.new", "quantity": 2}},
-        {"event_id": "oss-1", "event_type": "provisioning.stage_changed",
-         "event_time": "2026-09-28T14:00:00+08:00", "account_id": ACCOUNT, "request_id": ORDER,
-         "data": {"stage": "survey", "status": "started", "department": "network-ops"}},
+        {
+            "event_id": "crm-1",
+            "event_type": "order.created",
+            "event_time": "2026-09-28T10:15:00+08:00",
+            "account_id": ACCOUNT,
+            "request_id": ORDER,
+            "data": {"service": "dedicated_line.new", "quantity": 2},
+        },
+        {
+            "event_id": "oss-1",
+            "event_type": "provisioning.stage_changed",
+            "event_time": "2026-09-28T14:00:00+08:00",
+            "account_id": ACCOUNT,
+            "request_id": ORDER,
+            "data": {"stage": "survey", "status": "started", "department": "network-ops"},
+        },
     ]
 
 
@@ -43,7 +55,8 @@ def publish_account_first(deployment: Deployment, worker: Worker) -> None:
     deployment.publish([account_event()])
     wait_for(
         lambda: worker.metric_sum("greenlane_events_total", type="account.upserted") == 1,
-        30, "the account processed",
+        30,
+        "the account processed",
     )
 
 
@@ -54,7 +67,16 @@ def by_kind(records: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
 def test_contract_example_reaches_every_rung_metric_and_audit_row(deployment: Deployment) -> None:
     worker = deployment.start_worker()
     publish_account_first(deployment, worker)
-    deployment.publish(contract_example())
+    # The stage event first, and on its own topic: it waits in the request's history until
+    # the order arrives, so the breaches are judged on the whole history.
+    created, survey = contract_example()
+    deployment.publish([survey])
+    wait_for(
+        lambda: worker.metric_sum("greenlane_events_total", type="provisioning.stage_changed") == 1,
+        30,
+        "the stage event processed",
+    )
+    deployment.publish([created])
 
     # Weeks have passed since the example's events: every rung of the example policy's
     # ladder (50/75/100/150 %) must have fired for both targets, survey and fulfil.
@@ -87,9 +109,9 @@ def test_contract_example_reaches_every_rung_metric_and_audit_row(deployment: De
     wait_for(metrics_settled, 30, "escalation metrics")
     assert worker.metric_sum("greenlane_open_slas", status="breached", tier="important") == 2
     assert worker.metric_sum("greenlane_sla_changes_total", kind="breached") == 2
-    assert worker.metric_sum(
-        "greenlane_events_total", type="order.created", outcome="processed"
-    ) == 1
+    assert (
+        worker.metric_sum("greenlane_events_total", type="order.created", outcome="processed") == 1
+    )
 
     store = AuditStore(deployment.audit_url)
     try:
@@ -105,8 +127,9 @@ def test_malformed_event_is_dead_lettered_and_the_next_is_processed(
 ) -> None:
     worker = deployment.start_worker()
     bad = b'{"event_id": "x-1", "event_type": "order.created", "event_time": "yesterday"'
-    naive = orjson.dumps({**contract_example()[0], "event_id": "crm-naive",
-                          "event_time": "2026-09-28T10:15:00"})
+    naive = orjson.dumps(
+        {**contract_example()[0], "event_id": "crm-naive", "event_time": "2026-09-28T10:15:00"}
+    )
     deployment.publish([bad, naive], topic=deployment.topics.orders, key=ACCOUNT)
     publish_account_first(deployment, worker)
     deployment.publish([contract_example()[0]])
@@ -140,8 +163,11 @@ def test_restart_recovers_state_and_repeats_no_escalation(deployment: Deployment
     # A redelivered event changes nothing; a new one is judged on the recovered state:
     # completing the order stops both targets, which had breached, so both are `stopped`.
     completed = {
-        "event_id": "crm-2", "event_type": "order.state_changed",
-        "event_time": "2026-10-20T09:00:00+08:00", "account_id": ACCOUNT, "request_id": ORDER,
+        "event_id": "crm-2",
+        "event_type": "order.state_changed",
+        "event_time": "2026-10-20T09:00:00+08:00",
+        "account_id": ACCOUNT,
+        "request_id": ORDER,
         "data": {"state": "completed"},
     }
     deployment.publish([contract_example()[1], completed])
@@ -153,9 +179,76 @@ def test_restart_recovers_state_and_repeats_no_escalation(deployment: Deployment
 
     wait_for(
         lambda: second.metric_sum("greenlane_events_total", outcome="duplicate") == 1,
-        30, "the redelivered event counted as a duplicate",
+        30,
+        "the redelivered event counted as a duplicate",
     )
     escalations = deployment.read(deployment.topics.escalations, lambda rs: len(rs) >= 8)
     assert len(escalations) == len({e["escalation_id"] for e in escalations}) == 8
     assert second.metric_sum("greenlane_escalations_total") == 0
     assert second.metric_sum("greenlane_open_slas") == 0
+
+
+def test_the_sweep_fires_rungs_and_breaches_when_no_event_arrives(
+    deployment: Deployment,
+) -> None:
+    from datetime import UTC, datetime, timedelta
+    from pathlib import Path
+
+    deployment.policy_file = Path(__file__).parent / "policies" / "fast.yaml"
+    worker = deployment.start_worker()
+    publish_account_first(deployment, worker)
+    now = datetime.now(UTC)
+    deployment.publish(
+        [
+            {
+                "event_id": "tt-1",
+                "event_type": "ticket.created",
+                "event_time": now.isoformat(),
+                "account_id": ACCOUNT,
+                "request_id": "TT-1",
+                "data": {"category": "fault", "severity": 1},
+            },
+            {
+                "event_id": "oss-9",
+                "event_type": "provisioning.stage_changed",
+                "event_time": now.isoformat(),
+                "account_id": ACCOUNT,
+                "request_id": "ORD-9",
+                "data": {"stage": "survey", "status": "started", "department": "network-ops"},
+            },
+            {
+                "event_id": "crm-9",
+                "event_type": "order.created",
+                "event_time": (now + timedelta(milliseconds=1)).isoformat(),
+                "account_id": ACCOUNT,
+                "request_id": "ORD-9",
+                "data": {"service": "internet.new"},
+            },
+        ]
+    )
+    # respond (4 s) and fulfil (4 s) each get rungs at 2 s, 4 s and 6 s with no further event.
+    escalations = deployment.read(deployment.topics.escalations, lambda rs: len(rs) >= 6)
+    assert sorted((e["request_id"], e["target"], e["rung"]) for e in escalations) == [
+        ("ORD-9", "fulfil", 1),
+        ("ORD-9", "fulfil", 2),
+        ("ORD-9", "fulfil", 3),
+        ("TT-1", "respond", 1),
+        ("TT-1", "respond", 2),
+        ("TT-1", "respond", 3),
+    ]
+    changes = deployment.read(
+        deployment.topics.sla_changes, lambda rs: len(by_kind(rs, "breached")) >= 2
+    )
+    breaches = {r["request_id"]: r for r in by_kind(changes, "breached")}
+    assert set(breaches) == {"TT-1", "ORD-9"}
+    # The survey has run past its 1 s budget by the time fulfil breaches, 4 s after creation.
+    [over] = breaches["ORD-9"]["attribution"]
+    assert (over["stage"], over["department"]) == ("survey", "network-ops")
+    assert over["over_budget_s"] >= 2
+    wait_for(
+        lambda: worker.metric_sum("greenlane_rung_lateness_seconds_count") == 6,
+        30,
+        "lateness observed for every rung",
+    )
+    assert worker.metric_sum("greenlane_open_slas", status="breached") == 2
+    assert worker.metric_sum("greenlane_open_slas", status="on_track", target="restore") == 1

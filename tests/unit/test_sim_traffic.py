@@ -184,8 +184,14 @@ def test_backlog_scenarios() -> None:
     assert accounts[created["account_id"]]["tier"] == "important"
     assert NOW - _time(created) >= timedelta(days=13, hours=23)
     stages = [e["data"] for e in seeds if e["event_type"] == "provisioning.stage_changed"]
-    assert stages == [{"stage": "survey", "status": "started", "department": "network-ops",
-                       "assignee": stages[0]["assignee"]}]
+    assert stages == [
+        {
+            "stage": "survey",
+            "status": "started",
+            "department": "network-ops",
+            "assignee": stages[0]["assignee"],
+        }
+    ]
     states = [e["data"]["state"] for e in seeds if e["event_type"] == "order.state_changed"]
     assert "completed" not in states and "cancelled" not in states
 
@@ -195,7 +201,8 @@ def test_backlog_scenarios() -> None:
         if "request_id" in e:
             by_request[e["request_id"]].append(e)
     fresh = [
-        events for events in by_request.values()
+        events
+        for events in by_request.values()
         if events[0]["event_type"] == "ticket.created"
         and accounts[events[0]["account_id"]]["tier"] == "important"
         and timedelta(minutes=15) < NOW - _time(events[0]) <= timedelta(minutes=21)
@@ -205,14 +212,16 @@ def test_backlog_scenarios() -> None:
 
     # Faults 2-5 hours old and not restored; orders 3-14 days old stuck in construction.
     unrestored = [
-        events for events in by_request.values()
+        events
+        for events in by_request.values()
         if events[0]["event_type"] == "ticket.created"
         and timedelta(hours=2) <= NOW - _time(events[0]) <= timedelta(hours=5)
         and not any(e["data"].get("name") == "restored" for e in events)
     ]
     assert len(unrestored) >= 3
     in_construction = [
-        events for events in by_request.values()
+        events
+        for events in by_request.values()
         if events[0]["event_type"] == "order.created"
         and timedelta(days=3) <= NOW - _time(events[0]) <= timedelta(days=14)
         and [e["data"]["stage"] for e in events if e["event_type"].startswith("provisioning")][-1:]
@@ -220,7 +229,8 @@ def test_backlog_scenarios() -> None:
     ]
     assert len(in_construction) >= 3
     finished = [
-        events for events in by_request.values()
+        events
+        for events in by_request.values()
         if events[-1]["data"].get("state") in {"completed", "closed"}
     ]
     assert len(finished) >= 10
@@ -264,8 +274,12 @@ def test_publisher_routes_by_event_type_and_keys_by_account() -> None:
     fake = _FakeProducer()
     assert publish(events, "unused:9092", TopicSettings(), producer=fake) == len(events)
     assert fake.flushed == 1
-    families = {"account": "accounts", "order": "orders", "ticket": "tickets",
-                "provisioning": "provisioning"}
+    families = {
+        "account": "accounts",
+        "order": "orders",
+        "ticket": "tickets",
+        "provisioning": "provisioning",
+    }
     for event, (topic, key, value) in zip(events, fake.sent, strict=True):
         assert topic == "greenlane." + families[event["event_type"].split(".")[0]]
         assert key == event["account_id"].encode()

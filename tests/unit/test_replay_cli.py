@@ -1,0 +1,121 @@
+"""`greenlane replay` as CONTRACT.md specifies it: records on stdout, bad lines on stderr."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+ACCOUNT = {
+    "event_id": "acc-1",
+    "event_type": "account.upserted",
+    "event_time": "2026-09-01T09:00:00+08:00",
+    "account_id": "ORG-GD-0007",
+    "data": {"name": "某社会服务机构", "tier": "important"},
+}
+CREATED = {
+    "event_id": "crm-1",
+    "event_type": "order.created",
+    "event_time": "2026-09-28T10:15:00+08:00",
+    "account_id": "ORG-GD-0007",
+    "request_id": "ORD-2026-000123",
+    "data": {"service": "dedicated_line.new", "quantity": 2},
+}
+SURVEY = {
+    "event_id": "oss-1",
+    "event_type": "provisioning.stage_changed",
+    "event_time": "2026-09-28T14:00:00+08:00",
+    "account_id": "ORG-GD-0007",
+    "request_id": "ORD-2026-000123",
+    "data": {"stage": "survey", "status": "started", "department": "network-ops"},
+}
+
+
+def run(tmp_path: Path, lines: list[bytes], *args: str) -> subprocess.CompletedProcess[str]:
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(b"\n".join(lines) + b"\n")
+    return subprocess.run(
+        [sys.executable, "-m", "greenlane.cli.main", "replay", str(events), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def records(stdout: str) -> list[dict[str, Any]]:
+    return [orjson.loads(line) for line in stdout.splitlines()]
+
+
+def test_replay_prints_records_and_reports_bad_lines_with_their_number(tmp_path: Path) -> None:
+    # Out of file order on purpose: replay runs by event time.
+    lines = [
+        orjson.dumps(SURVEY),
+        b"{not json",
+        orjson.dumps(ACCOUNT),
+        orjson.dumps(CREATED),
+        orjson.dumps({**CREATED, "event_id": "x", "event_time": "2026-09-28T10:15:00"}),
+    ]
+    result = run(tmp_path, lines, "--until", "2026-09-30T10:15:00+08:00")
+    assert result.returncode == 0, result.stderr
+    err = result.stderr.splitlines()
+    assert len(err) == 2
+    assert err[0].startswith(f"{tmp_path / 'events.jsonl'}:2: bad_json:")
+    assert err[1].startswith(f"{tmp_path / 'events.jsonl'}:5: naive_time:")
+    out = records(result.stdout)
+    assert [(r["record_type"], r["target"], r.get("kind"), r.get("rung")) for r in out] == [
+        ("sla_change", "survey", "started", None),
+        ("sla_change", "fulfil", "started", None),
+        # survey: 3 days, so 50 % is due 2026-09-29T22:15+08:00; --until stops before 75 %
+        ("escalation", "survey", None, 1),
+    ]
+    assert out[2]["fire_at"] == "2026-09-29T14:15:00+00:00"
+
+
+def test_replay_without_until_stops_at_the_last_event(tmp_path: Path) -> None:
+    late = {
+        **SURVEY,
+        "event_id": "oss-2",
+        "event_time": "2026-10-12T10:00:00+08:00",
+        "data": {"stage": "survey", "status": "completed", "department": "network-ops"},
+    }
+    result = run(tmp_path, [orjson.dumps(e) for e in (ACCOUNT, CREATED, SURVEY, late)])
+    assert result.returncode == 0, result.stderr
+    out = records(result.stdout)
+    escalations = [r for r in out if r["record_type"] == "escalation"]
+    fire_ats = [r["fire_at"] for r in escalations]
+    assert fire_ats == sorted(fire_ats)  # by event time, as they would have fired live
+    assert {(r["target"], r["rung"]) for r in escalations} == {
+        (t, r) for t in ("survey", "fulfil") for r in (1, 2, 3, 4)
+    }
+    kinds = [(r["target"], r["kind"]) for r in out if r["record_type"] == "sla_change"]
+    assert ("survey", "stopped") in kinds  # completed after its breach: not met
+    assert ("fulfil", "breached") in kinds
+
+
+def test_replay_with_another_policy_and_an_invalid_one(tmp_path: Path) -> None:
+    policy = tmp_path / "short.yaml"
+    example = Path(__file__).parents[2] / "config" / "policies" / "green-channel.yaml"
+    policy.write_text(
+        example.read_text(encoding="utf-8").replace(
+            "budget: {important: 3d, strategic: 3d, economic: 4d, group: 5d, standard: 5d}",
+            "budget: {important: 1h, strategic: 3d, economic: 4d, group: 5d, standard: 5d}",
+        ),
+        encoding="utf-8",
+    )
+    lines = [orjson.dumps(e) for e in (ACCOUNT, CREATED)]
+    result = run(tmp_path, lines, "--policy", str(policy), "--until", "2026-09-28T11:15:00+08:00")
+    assert result.returncode == 0, result.stderr
+    breached = [r for r in records(result.stdout) if r.get("kind") == "breached"]
+    assert [(r["target"], r["at"]) for r in breached] == [("survey", "2026-09-28T03:15:00+00:00")]
+    assert breached[0]["policy_version"].startswith("green-channel-example@")
+
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("policy_id: x\nladders: {}\nslas: []\n", encoding="utf-8")
+    result = run(tmp_path, lines, "--policy", str(broken))
+    assert result.returncode == 2
+    assert f"{broken}:" in result.stderr and "fix:" in result.stderr
+    assert result.stdout == ""

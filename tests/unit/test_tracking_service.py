@@ -1,0 +1,189 @@
+"""The tracker service without Faust: messages in, outputs, due-time sweeps and recovery."""
+
+from __future__ import annotations
+
+import base64
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+
+from greenlane.agents.metrics import WorkerMetrics
+from greenlane.agents.tracking import TrackerService
+from greenlane.config.loader import load_policy
+from greenlane.config.settings import EXAMPLE_POLICY, TopicSettings
+from greenlane.sla.engine import Tracker
+
+TOPICS = TopicSettings()
+T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+
+
+class Clock:
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def make_service(
+    clock: Clock, requests: dict[str, Any] | None = None, accounts: dict[str, Any] | None = None
+) -> TrackerService:
+    return TrackerService(
+        Tracker(load_policy(EXAMPLE_POLICY)),
+        requests if requests is not None else {},
+        accounts if accounts is not None else {},
+        WorkerMetrics(),
+        sla_changes_topic=TOPICS.sla_changes,
+        escalations_topic=TOPICS.escalations,
+        deadletter_topic=TOPICS.deadletter,
+        accounts_topic=TOPICS.accounts,
+        ticks_topic=TOPICS.ticks,
+        clock=clock,
+    )
+
+
+def event(
+    event_id: str,
+    event_type: str,
+    at: datetime,
+    data: dict[str, Any],
+    request_id: str | None = "TT-1",
+) -> bytes:
+    body: dict[str, Any] = {
+        "event_id": event_id,
+        "event_type": event_type,
+        "event_time": at.isoformat(),
+        "account_id": "GOV-SZ-0042",
+        "data": data,
+    }
+    if request_id is not None:
+        body["request_id"] = request_id
+    return orjson.dumps(body)
+
+
+KEY = b"GOV-SZ-0042"
+ACCOUNT = event(
+    "a-1",
+    "account.upserted",
+    T0 - timedelta(days=30),
+    {"name": "深圳市公安局福田分局", "tier": "important"},
+    request_id=None,
+)
+FAULT = event("t-1", "ticket.created", T0, {"category": "fault", "severity": 1})
+
+
+def metric(service: TrackerService, name: str, **labels: str) -> float:
+    total = 0.0
+    for family in service.metrics.registry.collect():
+        for s in family.samples:
+            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
+                total += s.value
+    return total
+
+
+def test_rungs_fire_from_the_sweep_when_no_event_arrives() -> None:
+    clock = Clock(T0)
+    service = make_service(clock)
+    service.rebuild({0, 1, 2, 3})  # as on assignment: this worker owns every partition
+    service.handle(TOPICS.accounts, 1, 0, KEY, ACCOUNT)
+    started = service.handle(TOPICS.tickets, 1, 0, KEY, FAULT)
+    assert sorted(o.value["target"] for o in started) == ["on_site", "respond", "restore"]
+    # respond: 15 min for an important account, so rung 1 (50 %) is due at +7.5 min
+    clock.now = T0 + timedelta(minutes=7, seconds=29)
+    assert service.due_partitions({0, 1, 2, 3}) == []
+    clock.now = T0 + timedelta(minutes=7, seconds=30)
+    assert service.due_partitions({0, 1, 2, 3}) == [1]
+    fired = service.handle(TOPICS.ticks, 1, 5, b"tick", b"{}")
+    assert [(o.value["target"], o.value["rung"]) for o in fired] == [("respond", 1)]
+    assert fired[0].topic == TOPICS.escalations
+    assert service.handle(TOPICS.ticks, 1, 6, b"tick", b"{}") == []  # once only
+    assert metric(service, "greenlane_escalations_total", rung="1") == 1
+    assert metric(service, "greenlane_open_slas", status="on_track") == 3
+
+
+def test_a_sweep_costs_what_is_due_not_what_is_open() -> None:
+    clock = Clock(T0)
+    service = make_service(clock)
+    service.handle(TOPICS.accounts, 2, 0, KEY, ACCOUNT)
+    for n in range(200):  # one fault a day; each day's sweeps fire all of its rungs
+        clock.now = T0 + timedelta(days=n)
+        service.sweep(2)
+        created = event(
+            f"t-{n}",
+            "ticket.created",
+            clock.now,
+            {"category": "fault", "severity": 1},
+            request_id=f"TT-{n}",
+        )
+        service.handle(TOPICS.tickets, 2, n, KEY, created)
+    loads: list[str] = []
+    original = service._load
+
+    def counting_load(key: str) -> Any:
+        loads.append(key)
+        return original(key)
+
+    service._load = counting_load  # type: ignore[method-assign]
+    clock.now += timedelta(minutes=7, seconds=30)  # respond rung 1 of the newest fault
+    fired = service.sweep(2)
+    assert loads == ["GOV-SZ-0042/TT-199"]  # one load, though 200 requests are in the table
+    assert [(o.value["request_id"], o.value["rung"]) for o in fired] == [("TT-199", 1)]
+
+
+def test_bad_input_is_dead_lettered_with_its_bytes_and_the_next_is_processed() -> None:
+    service = make_service(Clock(T0))
+    bad = b'{"event_id": "x"'
+    out = service.handle(TOPICS.tickets, 3, 41, KEY, bad)
+    assert len(out) == 1 and out[0].topic == TOPICS.deadletter
+    record = out[0].value
+    assert (
+        record["reason"],
+        record["source_topic"],
+        record["source_partition"],
+        record["source_offset"],
+    ) == ("bad_json", TOPICS.tickets, 3, 41)
+    assert base64.b64decode(record["value_b64"]) == bad
+    assert service.handle(TOPICS.tickets, 3, 42, KEY, FAULT)  # the next good event is processed
+    assert metric(service, "greenlane_dead_letters_total", reason="bad_json") == 1
+
+
+def test_an_error_in_the_rules_dead_letters_the_event_and_the_worker_goes_on() -> None:
+    service = make_service(Clock(T0))
+
+    def broken(*args: Any) -> Any:
+        raise ZeroDivisionError("boom")
+
+    service.tracker.apply = broken  # type: ignore[method-assign]
+    out = service.handle_safely(TOPICS.tickets, 0, 7, KEY, FAULT)
+    assert out[0].value["reason"] == "processing_error"
+    assert "ZeroDivisionError: boom" in out[0].value["detail"]
+    assert base64.b64decode(out[0].value["value_b64"]) == FAULT
+
+
+def test_recovery_rebuilds_the_index_and_gauges_from_the_table() -> None:
+    clock = Clock(T0)
+    requests: dict[str, Any] = {}
+    accounts: dict[str, Any] = {}
+    first = make_service(clock, requests, accounts)
+    first.handle(TOPICS.accounts, 1, 0, KEY, ACCOUNT)
+    first.handle(TOPICS.tickets, 1, 0, KEY, FAULT)
+
+    # A new worker with the same (recovered) tables, owning partition 1.
+    second = make_service(clock, requests, accounts)
+    assert metric(second, "greenlane_open_slas") == 0
+    second.rebuild({1})
+    assert metric(second, "greenlane_open_slas", status="on_track") == 3
+    clock.now = T0 + timedelta(minutes=20)
+    fired = second.sweep(1)
+    assert [(o.value["target"], o.value.get("rung", o.value.get("kind"))) for o in fired] == [
+        ("respond", 1),
+        ("respond", 2),
+        ("respond", "breached"),
+        ("respond", 3),
+    ]
+    # A worker that does not own partition 1 neither counts nor sweeps it.
+    third = make_service(clock, requests, accounts)
+    third.rebuild({0})
+    assert metric(third, "greenlane_open_slas") == 0
+    assert third.due_partitions({0}) == []
