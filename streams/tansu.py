@@ -92,6 +92,11 @@ class EmbeddedBroker:
         return self
 
     def _wait_ready(self, timeout: float) -> None:
+        """Wait until the port accepts connections, then until a Kafka metadata call answers.
+
+        The port is polled with a plain socket first, so the Kafka client does not log a
+        connection error for every try while the broker starts.
+        """
         from kafka import KafkaAdminClient
         from kafka.errors import KafkaError
 
@@ -101,10 +106,12 @@ class EmbeddedBroker:
             if self.process is not None and self.process.poll() is not None:
                 raise BrokerError(f"tansu exited with status {self.process.returncode}")
             try:
-                admin = KafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=2000)
+                with socket.create_connection((self.host, self.port), timeout=1):
+                    pass
+                admin = KafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=5000)
             except (KafkaError, OSError) as exc:
                 last = exc
-                time.sleep(0.05)  # polling a starting process, not standing in for a result
+                time.sleep(0.02)  # polling a starting process, not standing in for a result
                 continue
             admin.close()
             return
