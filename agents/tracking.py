@@ -17,7 +17,7 @@ from typing import Any
 from greenlane.agents.metrics import WorkerMetrics
 from greenlane.sla.due_index import DueIndex
 from greenlane.sla.engine import Step, Tracker, apply_account
-from greenlane.sla.records import Record
+from greenlane.sla.records import Escalation, Record
 from greenlane.sla.state import AccountState, RequestState, request_key
 from greenlane.streams.codec import DecodeError, decode_event
 
@@ -112,8 +112,26 @@ class TrackerService:
         out = []
         for record in records:
             self.metrics.record_published(record, published)
-            out.append(Output(self.topics[record.record_type], record.account_id, record.to_dict()))
+            value = record.to_dict()
+            if isinstance(record, Escalation):
+                # Whoever is notified needs the account's people: carry them with the rung.
+                value["account"] = self._account_context(record.account_id)
+            out.append(Output(self.topics[record.record_type], record.account_id, value))
         return out
+
+    def _account_context(self, account_id: str) -> dict[str, Any] | None:
+        raw = self.accounts.get(account_id)
+        if raw is None:
+            return None
+        account = AccountState.from_dict(raw)
+        return {
+            "name": account.name,
+            "tier": account.tier,
+            "region": account.region,
+            "parent_id": account.parent_id,
+            "billing_parent_id": account.billing_parent_id,
+            **{k: account.extra.get(k) for k in ("industry", "account_manager", "contacts")},
+        }
 
     # -- messages -------------------------------------------------------------------------
     def handle(

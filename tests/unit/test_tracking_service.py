@@ -97,6 +97,8 @@ def test_rungs_fire_from_the_sweep_when_no_event_arrives() -> None:
     fired = service.handle(TOPICS.ticks, 1, 5, b"tick", b"{}")
     assert [(o.value["target"], o.value["rung"]) for o in fired] == [("respond", 1)]
     assert fired[0].topic == TOPICS.escalations
+    assert fired[0].value["account"]["name"] == "深圳市公安局福田分局"  # who to tell, with it
+    assert fired[0].value["account"]["tier"] == "important"
     assert service.handle(TOPICS.ticks, 1, 6, b"tick", b"{}") == []  # once only
     assert metric(service, "greenlane_escalations_total", rung="1") == 1
     assert metric(service, "greenlane_open_slas", status="on_track") == 3

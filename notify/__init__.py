@@ -1,0 +1,1 @@
+"""Escalation notifications: routing, channels, templates and the delivery ledger."""
