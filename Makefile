@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 DURATION ?=
 DEMO_ARGS ?= $(if $(DURATION),--duration $(DURATION),)
 
-.PHONY: install demo test lint typecheck check clean postgres
+.PHONY: install demo test test-deps clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,12 +19,11 @@ install: $(BIN)/python
 demo: install
 	$(BIN)/greenlane demo $(DEMO_ARGS)
 
-# Installs PostgreSQL from Debian's packages when missing (tests start their own server).
-postgres:
-	@command -v pg_ctl >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || \
-	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null)
+# Debian's packages the tests use for real (PostgreSQL, ...), installed when missing.
+test-deps:
+	bash .ci/deps.sh
 
-test: install postgres
+test: install test-deps
 	$(BIN)/ruff check .
 	$(BIN)/mypy build/__editable__.greenlane-*/greenlane
 	$(BIN)/pytest

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Debian packages the test suite runs for real (servers and tools the tests start themselves).
+# Installs only what is missing, so a machine that has them starts at once.
+set -euo pipefail
+need=()
+ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || need+=(postgresql)
+if [ ${#need[@]} -gt 0 ]; then
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
