@@ -11,10 +11,11 @@ import logging
 import time
 from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from greenlane.agents.metrics import WorkerMetrics
+from greenlane.sla.calendar import CalendarGapError
 from greenlane.sla.due_index import DueIndex
 from greenlane.sla.engine import Step, Tracker, apply_account
 from greenlane.sla.records import Escalation, Record
@@ -24,6 +25,7 @@ from greenlane.streams.codec import DecodeError, decode_event
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
+SWEEP_RETRY = timedelta(hours=1)
 
 
 def utc_now() -> datetime:
@@ -182,14 +184,19 @@ class TrackerService:
         """
         try:
             return self.handle(topic, partition, offset, key, value)
+        except CalendarGapError as gap:
+            # Never guessed: the event waits in the dead-letter topic until the year's
+            # official schedule is in the policy, then it is replayed.
+            log.error("calendar gap %s[%s] offset=%s: %s", topic, partition, offset, gap)
+            error = DecodeError("calendar_gap", str(gap))
         except Exception as exc:
             log.exception("processing failed %s[%s] offset=%s", topic, partition, offset)
-            self.metrics.dead_letters.labels("processing_error").inc()
-            self.metrics.events.labels(topic, "unknown", "dead_letter").inc()
             error = DecodeError("processing_error", f"{type(exc).__name__}: {exc}")
-            record = dead_letter(topic, partition, offset, key, value, error, self.clock())
-            dl_key = key.decode("utf-8", "replace") if key else ""
-            return [Output(self.topics["deadletter"], dl_key, record)]
+        self.metrics.dead_letters.labels(error.reason).inc()
+        self.metrics.events.labels(topic, "unknown", "dead_letter").inc()
+        record = dead_letter(topic, partition, offset, key, value, error, self.clock())
+        dl_key = key.decode("utf-8", "replace") if key else ""
+        return [Output(self.topics["deadletter"], dl_key, record)]
 
     def sweep(self, partition: int) -> list[Output]:
         """Let time pass for the requests on `partition` whose wake-up has come."""
@@ -199,7 +206,15 @@ class TrackerService:
             stored_partition, state = self._load(key)
             if state is None or stored_partition is None:
                 continue
-            step = self.tracker.advance(state, now)
+            try:
+                step = self.tracker.advance(state, now)
+            except CalendarGapError as gap:
+                # Fail closed, loudly, and look again later: once the year's schedule is in
+                # the policy (and the worker restarted), the request carries on.
+                log.error("calendar gap for %s: %s", key, gap)
+                self.metrics.dead_letters.labels("calendar_gap").inc()
+                self.index.schedule(partition, key, now + SWEEP_RETRY)
+                continue
             self._store(stored_partition, state, step)
             outputs.extend(self._outputs(step.records))
         return outputs

@@ -47,6 +47,9 @@ def run_replay(
             events.append(decode_event(line))
         except DecodeError as exc:
             err.write(f"{events_path}:{number}: {exc.reason}: {exc.detail}\n")
-    for record in replay(Tracker(policy), events, end):
+    def report_gap(key: str, gap: Exception) -> None:
+        err.write(f"{events_path}: {key}: calendar_gap: {gap}\n")
+
+    for record in replay(Tracker(policy), events, end, on_gap=report_gap):
         out.write(encode_record(record.to_dict()).decode("utf-8") + "\n")
     return 0

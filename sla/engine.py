@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
-from greenlane.sla.calendar import BusinessCalendar, builtin_calendars
+from greenlane.sla.calendar import BusinessCalendar
 from greenlane.sla.policy import Policy, Rung, SlaDefinition, Target
 from greenlane.sla.records import Attribution, Escalation, Record, SlaChange, stable_id
 from greenlane.sla.state import (
@@ -188,6 +188,7 @@ class _TargetFold:
         target: Target,
         ladder: tuple[Rung, ...],
         calendar: BusinessCalendar,
+        stage_calendar: BusinessCalendar,
         policy: Policy,
     ) -> None:
         self.state = state
@@ -195,8 +196,11 @@ class _TargetFold:
         self.target = target
         self.ladder = ladder
         self.cal = calendar
+        self.stage_cal = stage_calendar
         self.policy = policy
-        self.budget = target.budget.for_tier(info.tier)
+        self.span = target.budget.for_tier(info.tier)
+        # Business seconds; for a span in working days it is fixed when the clock starts.
+        self.budget = self.span.seconds
         self.sla_id = f"{state.account_id}/{state.request_id}/{target.name}"
         self.c = _Clock()
         self.records: list[Record] = []
@@ -295,6 +299,9 @@ class _TargetFold:
         tgt, c, t = self.target, self.c, ev.at
         if c.status == "idle":
             if sigs & set(tgt.start):
+                if self.span.in_working_days:
+                    due = self.cal.add_working_days(t, self.span.working_days, tgt.day_mode)
+                    self.budget = self.cal.between(t, due)
                 c.status, c.started_at, c.mark = "running", t, t
                 self._change("started", t, due=self._due())
             return
@@ -341,7 +348,7 @@ class _TargetFold:
 
     # -- attribution --------------------------------------------------------------------
     def _attribution(self, at: datetime) -> tuple[Attribution, ...]:
-        return attribute(self.state.history, self.policy, at, self.cal)
+        return attribute(self.state.history, self.policy, at, self.stage_cal)
 
     # -- results ----------------------------------------------------------------------
     def snapshot(self, until: datetime) -> SlaSnapshot:
@@ -405,13 +412,14 @@ def attribute(
         owner = policy.stages[nxt].department if nxt else ""
         spans.append((f"handoff:{prev}>{nxt or '?'}", owner, calendar.between(done_at, until)))
     over: list[Attribution] = []
+    day = calendar.full_day_seconds()
     for stage, dept, used in spans:
         if stage.startswith("handoff:"):
-            budget = policy.handoff_budget
+            span = policy.handoff_budget
         else:
-            budget = policy.stages[stage].budget if stage in policy.stages else None
-        if budget is not None and used > budget:
-            over.append(Attribution(stage, dept, used - int(budget)))
+            span = policy.stages[stage].budget if stage in policy.stages else None
+        if span is not None and used > span.as_seconds(day):
+            over.append(Attribution(stage, dept, used - span.as_seconds(day)))
     return tuple(sorted(over, key=lambda a: (-a.over_budget_s, a.stage)))
 
 
@@ -440,11 +448,12 @@ def project(
     sla = matching_sla(policy, state.info)
     if sla is None:
         return Projection((), (), None)
-    cals = calendars or builtin_calendars()
+    cals = calendars or policy.build_calendars()
     until = now
     folds = [
         _TargetFold(
-            state, state.info, target, policy.ladders[sla.ladder], cals[target.calendar], policy
+            state, state.info, target, policy.ladders[sla.ladder], cals[target.calendar],
+            cals[policy.stage_calendar], policy,
         )
         for target in sla.targets
     ]
@@ -474,7 +483,7 @@ class Tracker:
         self, policy: Policy, calendars: Mapping[str, BusinessCalendar] | None = None
     ) -> None:
         self.policy = policy
-        self.calendars = dict(calendars or builtin_calendars())
+        self.calendars = dict(calendars or policy.build_calendars())
 
     def apply(
         self, state: RequestState | None, event: Event, account: AccountState | None, now: datetime

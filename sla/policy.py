@@ -7,12 +7,24 @@ events is made here, at load time, and each failure says how to fix it
 
 from __future__ import annotations
 
+import itertools
 import re
+from datetime import date, time, timedelta
 from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
-from greenlane.sla.calendar import builtin_calendars
+from greenlane.sla.calendar import (
+    AlwaysOpen,
+    BusinessCalendar,
+    CalendarGapError,
+    DayMode,
+    WorkingCalendar,
+    YearSchedule,
+    builtin_calendars,
+    chinese_years,
+)
 from greenlane.streams.events import TIERS
 
 _DURATION = re.compile(r"^\s*(?:(\d+)\s*d)?\s*(?:(\d+)\s*h)?\s*(?:(\d+)\s*m)?\s*(?:(\d+)\s*s)?\s*$")
@@ -37,6 +49,43 @@ def parse_duration(value: object) -> int:
 
 
 Seconds = Annotated[int, BeforeValidator(parse_duration)]
+
+_WORKING_DAYS = re.compile(r"^\s*(\d+)\s*wd\s*$")
+
+
+class Span(BaseModel):
+    """A target's length: business seconds, or a number of working days (`"3wd"`)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    seconds: int = 0
+    working_days: int = 0
+
+    @property
+    def in_working_days(self) -> bool:
+        return self.working_days > 0
+
+    def __str__(self) -> str:
+        return f"{self.working_days}wd" if self.in_working_days else f"{self.seconds}s"
+
+    def as_seconds(self, full_day_seconds: int) -> int:
+        """Business seconds, counting a working day as `full_day_seconds`."""
+        return self.seconds + self.working_days * full_day_seconds
+
+
+def parse_span(value: object) -> object:
+    """`"3wd"` → 3 working days; anything else is a duration in business seconds."""
+    if isinstance(value, Span | dict):
+        return value
+    if isinstance(value, str) and (m := _WORKING_DAYS.match(value)):
+        days = int(m.group(1))
+        if days <= 0:
+            raise ValueError(f"{value!r} must be at least one working day; fix: use '1wd' or more")
+        return Span(working_days=days)
+    return Span(seconds=parse_duration(value))
+
+
+SpanField = Annotated[Span, BeforeValidator(parse_span)]
 
 _SIGNAL = re.compile(
     r"^(created|reopened|state:[A-Za-z]+|milestone:[a-z_]+|stage:[a-z_]+:(started|completed|blocked|unblocked))$"
@@ -96,12 +145,12 @@ class Rung(_Frozen):
 class Budgets(_Frozen):
     """A target's budget per tier; `default` covers tiers not named."""
 
-    default: Seconds | None = None
-    important: Seconds | None = None
-    strategic: Seconds | None = None
-    economic: Seconds | None = None
-    group: Seconds | None = None
-    standard: Seconds | None = None
+    default: SpanField | None = None
+    important: SpanField | None = None
+    strategic: SpanField | None = None
+    economic: SpanField | None = None
+    group: SpanField | None = None
+    standard: SpanField | None = None
 
     @model_validator(mode="after")
     def _every_tier_covered(self) -> Budgets:
@@ -112,13 +161,17 @@ class Budgets(_Frozen):
             )
         return self
 
-    def for_tier(self, tier: str) -> int:
-        """The budget in business seconds for an account tier."""
+    def for_tier(self, tier: str) -> Span:
+        """The budget for an account tier (its own, or the default)."""
         value = getattr(self, tier, None)
         if value is None:
             value = self.default
-        assert value is not None  # guaranteed by validation
-        return int(value)
+        assert isinstance(value, Span)  # guaranteed by validation
+        return value
+
+    def spans(self) -> list[Span]:
+        """Every budget given."""
+        return [v for v in (getattr(self, t) for t in ("default", *TIERS)) if v is not None]
 
 
 class Target(_Frozen):
@@ -127,6 +180,10 @@ class Target(_Frozen):
     name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     calendar: str = "24x7"
     budget: Budgets
+    day_mode: DayMode = Field(
+        default="same_time",
+        description="what N working days means: working_hours, same_time or end_of_day",
+    )
     start: Signals = ("created",)
     stop: Signals
     pause: Signals = ("state:pending",)
@@ -140,17 +197,6 @@ class Target(_Frozen):
     @classmethod
     def _signals(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         return _check_signals(value)
-
-    @field_validator("calendar")
-    @classmethod
-    def _known_calendar(cls, value: str) -> str:
-        known = builtin_calendars()
-        if value not in known:
-            raise ValueError(
-                f"calendar {value!r} is unknown; fix: use one of {', '.join(sorted(known))} "
-                "(working-hours calendars come with business calendars)"
-            )
-        return value
 
     @model_validator(mode="after")
     def _consistent_conditions(self) -> Target:
@@ -215,11 +261,102 @@ class SlaDefinition(_Frozen):
         return self
 
 
+_WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_INTERVAL = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
+
+
+def _parse_interval(text: str) -> tuple[time, time]:
+    m = _INTERVAL.match(text)
+    if not m:
+        raise ValueError(f"{text!r} is not an interval; fix: write it like '08:30-12:00'")
+    h1, m1, h2, m2 = (int(g) for g in m.groups())
+    if h1 > 23 or h2 > 24 or m1 > 59 or m2 > 59 or (h2 == 24 and m2):
+        raise ValueError(f"{text!r} has an impossible time; fix: use 00:00 to 24:00")
+    start = time(h1, m1)
+    end = time(23, 59, 59) if h2 == 24 else time(h2, m2)
+    if end <= start:
+        raise ValueError(f"{text!r} ends before it starts; fix: write start-end in one day")
+    return start, end
+
+
+class YearSpec(_Frozen):
+    """A year's official schedule, for a year the holiday package does not cover yet."""
+
+    holidays: tuple[date, ...] = ()
+    workdays: tuple[date, ...] = ()
+
+
+class CalendarSpec(_Frozen):
+    """A working-hours calendar as written in a policy file."""
+
+    zone: str = "Asia/Shanghai"
+    hours: dict[str, tuple[str, ...]]
+    holidays: Literal["chinese", "none"] = Field(
+        default="chinese", description="chinese: statutory holidays and make-up days (调休)"
+    )
+    makeup_hours: str = Field(default="mon", description="whose hours a make-up working day keeps")
+    extra_holidays: tuple[date, ...] = ()
+    extra_workdays: tuple[date, ...] = ()
+    years: dict[int, YearSpec] = Field(default_factory=dict)
+
+    @field_validator("zone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"{value!r} is not an IANA time zone; fix: use e.g. 'Asia/Shanghai'"
+            ) from None
+        return value
+
+    @field_validator("hours")
+    @classmethod
+    def _weekdays(cls, value: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+        for day, spans in value.items():
+            if day not in _WEEKDAYS:
+                raise ValueError(f"{day!r} is not a weekday; fix: use {', '.join(_WEEKDAYS)}")
+            parsed = sorted(_parse_interval(s) for s in spans)
+            for (_, end), (start, _) in itertools.pairwise(parsed):
+                if start < end:
+                    raise ValueError(f"{day} intervals overlap; fix: make them disjoint")
+        if not any(value.values()):
+            raise ValueError("no working hours at all; fix: give hours for at least one weekday")
+        return value
+
+    @field_validator("makeup_hours")
+    @classmethod
+    def _makeup_day(cls, value: str) -> str:
+        if value not in _WEEKDAYS:
+            raise ValueError(f"{value!r} is not a weekday; fix: use {', '.join(_WEEKDAYS)}")
+        return value
+
+    def build(self, name: str) -> WorkingCalendar:
+        """The calendar this spec describes."""
+        years: dict[int, YearSchedule] = chinese_years() if self.holidays == "chinese" else {}
+        if self.holidays == "none":
+            years = {y: YearSchedule() for y in range(1970, 2200)}
+        for year, spec in self.years.items():
+            years[year] = YearSchedule(frozenset(spec.holidays), frozenset(spec.workdays))
+        return WorkingCalendar(
+            name=name,
+            zone=ZoneInfo(self.zone),
+            hours={
+                _WEEKDAYS.index(day): tuple(sorted(_parse_interval(s) for s in spans))
+                for day, spans in self.hours.items()
+            },
+            years=years,
+            extra_holidays=frozenset(self.extra_holidays),
+            extra_workdays=frozenset(self.extra_workdays),
+            makeup_weekday=_WEEKDAYS.index(self.makeup_hours),
+        )
+
+
 class Stage(_Frozen):
     """An internal commitment (OLA) on a provisioning stage, and the department that owns it."""
 
     department: str
-    budget: Seconds
+    budget: SpanField
 
 
 class Policy(_Frozen):
@@ -230,9 +367,11 @@ class Policy(_Frozen):
     default_tier: Literal["important", "strategic", "economic", "group", "standard"] = "standard"
     at_risk: str = Field(default="75%", description="open SLAs past this share are at risk")
     ladders: dict[str, tuple[Rung, ...]]
+    calendars: dict[str, CalendarSpec] = Field(default_factory=dict)
+    stage_calendar: str = Field(default="24x7", description="calendar of the stage budgets")
     stages: dict[str, Stage] = Field(default_factory=dict)
     stage_order: tuple[str, ...] = ()
-    handoff_budget: Seconds | None = None
+    handoff_budget: SpanField | None = None
     slas: tuple[SlaDefinition, ...] = Field(min_length=1)
     version: str = Field(default="", description="set by the loader: id@content-hash")
 
@@ -266,6 +405,43 @@ class Policy(_Frozen):
                     f"SLA {sla.id!r} names ladder {sla.ladder!r}, which is not defined; fix: "
                     f"use one of {', '.join(sorted(self.ladders))} or define it under ladders",
                 )
+        clash = set(self.calendars) & set(builtin_calendars())
+        if clash:
+            raise PlacedError(
+                ("calendars", sorted(clash)[0]),
+                f"calendar {sorted(clash)[0]!r} is built in; fix: give yours another name",
+            )
+        known = set(self.calendars) | set(builtin_calendars())
+        if self.stage_calendar not in known:
+            raise PlacedError(
+                ("stage_calendar",),
+                f"calendar {self.stage_calendar!r} is not defined; fix: use one of "
+                f"{', '.join(sorted(known))} or define it under calendars",
+            )
+        for n, sla in enumerate(self.slas):
+            for m, target in enumerate(sla.targets):
+                place = ("slas", n, "targets", m)
+                if target.calendar not in known:
+                    raise PlacedError(
+                        (*place, "calendar"),
+                        f"calendar {target.calendar!r} is not defined; fix: use one of "
+                        f"{', '.join(sorted(known))} or define it under calendars",
+                    )
+                working = target.calendar in self.calendars
+                for span in target.budget.spans():
+                    if span.in_working_days and not working:
+                        raise PlacedError(
+                            (*place, "budget"),
+                            f"target {target.name!r} counts working days on the 24x7 clock; "
+                            "fix: give it a working-hours calendar, or write days as '3d'",
+                        )
+                    if working and span.seconds and span.seconds % 86400 == 0:
+                        raise PlacedError(
+                            (*place, "budget"),
+                            f"target {target.name!r} gives whole days ({span.seconds // 86400}d) "
+                            "on a working-hours calendar, which would mean 24 working hours a "
+                            "day; fix: write working days as e.g. '3wd'",
+                        )
         unknown = [s for s in self.stage_order if s not in self.stages]
         if unknown:
             raise ValueError(f"stage_order names {unknown} not under stages; fix: define them")
@@ -273,6 +449,32 @@ class Policy(_Frozen):
         if len(ids) != len(set(ids)):
             raise ValueError("two SLA definitions share an id; fix: give each a unique id")
         return self
+
+    def build_calendars(self) -> dict[str, BusinessCalendar]:
+        """Every calendar a target may name: the built-in ones and this policy's."""
+        out: dict[str, BusinessCalendar] = dict(builtin_calendars())
+        for name, spec in self.calendars.items():
+            out[name] = spec.build(name)
+        return out
+
+    def coverage_gaps(self, today: date, days_ahead: int = 60) -> list[str]:
+        """Calendars lacking an official schedule between `today` and `days_ahead` later.
+
+        Checked at load (and by `policy check`) so that a missing year is found before a
+        deadline needs it, never guessed.
+        """
+        problems = []
+        for calendar in self.build_calendars().values():
+            if isinstance(calendar, AlwaysOpen) or not isinstance(calendar, WorkingCalendar):
+                continue
+            for offset in (0, days_ahead):
+                day = today + timedelta(days=offset)
+                try:
+                    calendar.is_working_day(day)
+                except CalendarGapError as gap:
+                    problems.append(str(gap))
+                    break
+        return problems
 
     @property
     def at_risk_fraction(self) -> float:

@@ -25,9 +25,11 @@ REASONS = (
     "missing_request_id",
     "key_mismatch",
     "processing_error",
+    "calendar_gap",
 )
 """Every reason an input is dead-lettered; bounded, so it is safe as a metric label.
-`processing_error` is the one that is not the producer's: the rules failed on a valid event."""
+`processing_error` and `calendar_gap` are not the producer's: the rules failed on a valid event,
+or a calendar has no official schedule for a year the event's deadlines reach."""
 
 
 class DecodeError(ValueError):

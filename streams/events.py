@@ -27,8 +27,9 @@ NonEmpty = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
 
 
 def _to_utc(value: datetime) -> datetime:
+    # Business time is counted in whole seconds, so instants are too.
     try:
-        return value.astimezone(UTC)
+        return value.astimezone(UTC).replace(microsecond=0)
     except OverflowError:  # e.g. 0001-01-01T00:00:00+08:00 has no UTC form
         raise PydanticCustomError(
             "datetime_out_of_range", "the instant is outside the range of UTC times"

@@ -88,8 +88,9 @@ def test_contract_example_reaches_every_rung_metric_and_audit_row(deployment: De
     assert {e["account_id"] for e in escalations} == {ACCOUNT}
     rung3 = next(e for e in escalations if e["target"] == "fulfil" and e["rung"] == 3)
     assert rung3["roles"] == ["executive_in_charge", "account_manager"]
-    # important tier: fulfil within 5 days of 2026-09-28T10:15+08:00
-    assert rung3["fire_at"] == rung3["sla_due_at"] == "2026-10-03T02:15:00+00:00"
+    # important tier: fulfil within 5 working days of Mon 2026-09-28 10:15 (+08:00): after
+    # the National Day holiday, on the make-up working Saturday 10 Oct, at 10:15.
+    assert rung3["fire_at"] == rung3["sla_due_at"] == "2026-10-10T02:15:00+00:00"
 
     changes = deployment.read(
         deployment.topics.sla_changes, lambda rs: len(by_kind(rs, "breached")) >= 2
@@ -97,10 +98,11 @@ def test_contract_example_reaches_every_rung_metric_and_audit_row(deployment: De
     assert sorted(r["target"] for r in by_kind(changes, "started")) == ["fulfil", "survey"]
     assert all(r["tier"] == "important" for r in changes)
     fulfil_breach = next(r for r in by_kind(changes, "breached") if r["target"] == "fulfil")
-    # survey started 2026-09-28T06:00Z with a 3-day budget; at the fulfil breach
-    # (2026-10-03T02:15Z) it had run 4d20h15m, i.e. 1d20h15m = 159300 s over budget.
+    # survey started Mon 28 Sep 14:00 (+08:00) with 3 working days (22.5 h) of budget; by
+    # the fulfil breach (Sat 10 Oct 10:15) it had used 3.5 + 4 × 7.5 + 1.75 = 35.25 working
+    # hours: 12.75 h = 45900 s over.
     assert fulfil_breach["attribution"] == [
-        {"stage": "survey", "department": "network-ops", "over_budget_s": 159300}
+        {"stage": "survey", "department": "network-ops", "over_budget_s": 45900}
     ]
 
     def metrics_settled() -> bool:

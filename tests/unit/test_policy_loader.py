@@ -11,7 +11,7 @@ import pytest
 from greenlane.config.errors import PolicyError
 from greenlane.config.loader import load_policy
 from greenlane.config.settings import EXAMPLE_POLICY
-from greenlane.sla.policy import Policy
+from greenlane.sla.policy import Policy, Span
 
 EXAMPLE_TEXT = EXAMPLE_POLICY.read_text(encoding="utf-8")
 
@@ -66,19 +66,26 @@ def test_example_policy_contents() -> None:
     assert policy.default_tier == "standard"
     assert policy.at_risk_fraction == 0.75
     assert [r.fraction for r in policy.ladders["default"]] == [0.5, 0.75, 1.0, 1.5]
-    assert policy.handoff_budget == 4 * 3600
+    assert policy.handoff_budget == Span(seconds=4 * 3600)
     assert policy.stages["survey"].department == "network-ops"
-    assert policy.stages["survey"].budget == 3 * 86400
+    assert policy.stages["survey"].budget == Span(working_days=3)
+    assert policy.stage_calendar == "china-workdays"
     fault = next(s for s in policy.slas if s.id == "fault-ticket")
-    budgets = {t.name: t.budget.for_tier("important") for t in fault.targets}
+    assert {t.calendar for t in fault.targets} == {"24x7"}
+    budgets = {t.name: t.budget.for_tier("important").seconds for t in fault.targets}
     assert budgets == {"respond": 15 * 60, "on_site": 3600, "restore": 3 * 3600}
-    assert {t.name: t.budget.for_tier("standard") for t in fault.targets} == {
+    assert {t.name: t.budget.for_tier("standard").seconds for t in fault.targets} == {
         "respond": 3600,
         "on_site": 4 * 3600,
         "restore": 8 * 3600,
     }
     complaint = next(s for s in policy.slas if s.id == "complaint-ticket")
-    assert complaint.targets[0].budget.for_tier("economic") == 2 * 3600  # from `default`
+    assert complaint.targets[0].budget.for_tier("economic").seconds == 2 * 3600  # `default`
+    line = next(s for s in policy.slas if s.id == "dedicated-line-new")
+    assert {t.name: (t.calendar, t.budget.for_tier("important")) for t in line.targets} == {
+        "survey": ("china-workdays", Span(working_days=3)),
+        "fulfil": ("china-workdays", Span(working_days=5)),
+    }
 
 
 def test_same_bytes_same_version_and_changed_bytes_new_version(tmp_path: Path) -> None:
@@ -162,10 +169,13 @@ _ON_SITE_NAME = "- name: on_site"
             id="missing-budget-no-default",
         ),
         pytest.param(
-            _edit("      - name: survey\n", "      - name: survey\n        calendar: lunar\n"),
+            _edit(
+                "      - name: survey\n        calendar: china-workdays\n",
+                "      - name: survey\n        calendar: lunar\n",
+            ),
             "calendar: lunar",
             "slas.2.targets.0.calendar",
-            ["calendar 'lunar' is unknown", "24x7"],
+            ["calendar 'lunar' is not defined", "24x7, china-workdays"],
             id="unknown-calendar",
         ),
         pytest.param(

@@ -69,10 +69,14 @@ def test_replay_prints_records_and_reports_bad_lines_with_their_number(tmp_path:
     assert [(r["record_type"], r["target"], r.get("kind"), r.get("rung")) for r in out] == [
         ("sla_change", "survey", "started", None),
         ("sla_change", "fulfil", "started", None),
-        # survey: 3 days, so 50 % is due 2026-09-29T22:15+08:00; --until stops before 75 %
+        # survey: 3 working days from Mon 28 Sep 10:15 (+08:00) is Thu 8 Oct 10:15, across
+        # the National Day holiday: 22.5 working hours. 50 % (11.25 h) is Tue 29 Sep 15:30;
+        # --until stops before 75 %.
         ("escalation", "survey", None, 1),
     ]
-    assert out[2]["fire_at"] == "2026-09-29T14:15:00+00:00"
+    assert out[0]["due_at"] == "2026-10-08T02:15:00+00:00"
+    assert out[1]["due_at"] == "2026-10-10T02:15:00+00:00"  # 5 wd: Sat 10 Oct is a 调休 day
+    assert out[2]["fire_at"] == "2026-09-29T07:30:00+00:00"
 
 
 def test_replay_without_until_stops_at_the_last_event(tmp_path: Path) -> None:
@@ -88,8 +92,10 @@ def test_replay_without_until_stops_at_the_last_event(tmp_path: Path) -> None:
     escalations = [r for r in out if r["record_type"] == "escalation"]
     fire_ats = [r["fire_at"] for r in escalations]
     assert fire_ats == sorted(fire_ats)  # by event time, as they would have fired live
+    # fulfil's 150 % rung (Tue 13 Oct 15:30) is after the last event (Mon 12 Oct 10:00).
     assert {(r["target"], r["rung"]) for r in escalations} == {
-        (t, r) for t in ("survey", "fulfil") for r in (1, 2, 3, 4)
+        *(("survey", r) for r in (1, 2, 3, 4)),
+        *(("fulfil", r) for r in (1, 2, 3)),
     }
     kinds = [(r["target"], r["kind"]) for r in out if r["record_type"] == "sla_change"]
     assert ("survey", "stopped") in kinds  # completed after its breach: not met
@@ -101,8 +107,8 @@ def test_replay_with_another_policy_and_an_invalid_one(tmp_path: Path) -> None:
     example = Path(__file__).parents[2] / "config" / "policies" / "green-channel.yaml"
     policy.write_text(
         example.read_text(encoding="utf-8").replace(
-            "budget: {important: 3d, strategic: 3d, economic: 4d, group: 5d, standard: 5d}",
-            "budget: {important: 1h, strategic: 3d, economic: 4d, group: 5d, standard: 5d}",
+            "budget: {important: 3wd, strategic: 3wd, economic: 4wd, group: 5wd, standard: 5wd}",
+            "budget: {important: 1h, strategic: 3wd, economic: 4wd, group: 5wd, standard: 5wd}",
         ),
         encoding="utf-8",
     )
