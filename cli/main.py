@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from datetime import date
 from pathlib import Path
 from typing import Annotated
 
@@ -11,6 +12,9 @@ import typer
 
 from greenlane.config.errors import PolicyError
 from greenlane.config.settings import Settings
+from greenlane.sla.policy import Policy
+
+COVERAGE_HORIZON_DAYS = 60
 
 cli = typer.Typer(
     name="greenlane",
@@ -44,6 +48,8 @@ def worker() -> None:
     except PolicyError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from None
+    if not _calendars_cover(greenlane.policy, date.today()):
+        raise typer.Exit(2)
     create_topics(
         bootstrap_of(settings.broker),
         all_topics(settings.topics, settings.partitions),
@@ -72,8 +78,24 @@ def topics_create() -> None:
     typer.echo("created: " + (", ".join(created) or "nothing (all exist)"))
 
 
+def _calendars_cover(policy: Policy, today: date) -> bool:
+    """Fail closed when a calendar cannot answer for today; warn when a gap is near."""
+    if missing := policy.coverage_gaps(today, days_ahead=0):
+        for gap in missing:
+            typer.echo(f"error: {gap}", err=True)
+        return False
+    for gap in policy.coverage_gaps(today):
+        typer.echo(f"warning: within {COVERAGE_HORIZON_DAYS} days: {gap}", err=True)
+    return True
+
+
 @policy_cli.command("check")
-def policy_check(path: Path) -> None:
+def policy_check(
+    path: Path,
+    today: Annotated[
+        str | None, typer.Option(help="check calendar coverage from this date (YYYY-MM-DD)")
+    ] = None,
+) -> None:
     """Validate a policy file; errors name the line and the fix."""
     from greenlane.config.loader import load_policy
 
@@ -82,6 +104,8 @@ def policy_check(path: Path) -> None:
     except PolicyError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(1) from None
+    if not _calendars_cover(policy, date.fromisoformat(today) if today else date.today()):
+        raise typer.Exit(1)
     targets = sum(len(s.targets) for s in policy.slas)
     typer.echo(f"{path}: ok ({policy.version}, {len(policy.slas)} SLAs, {targets} targets)")
 

@@ -513,4 +513,31 @@ class Tracker:
             snapshots=projection.snapshots,
             next_wakeup=projection.next_wakeup,
         )
-        return Step(state=state, records=new)
+        return Step(state=state, records=fold_rungs(new))
+
+
+def fold_rungs(records: tuple[Record, ...]) -> tuple[Record, ...]:
+    """Rungs already past when an SLA first attaches become one record: the highest, naming
+    the rest (a late or replayed start). People are told once where the ladder stands, not
+    in a burst of stale messages; rungs that come due later are published one by one.
+    """
+    attaching = {
+        r.sla_id for r in records if isinstance(r, SlaChange) and r.kind == "started"
+    }
+    rungs: dict[str, list[Escalation]] = {}
+    for record in records:
+        if isinstance(record, Escalation) and record.sla_id in attaching:
+            rungs.setdefault(record.sla_id, []).append(record)
+    if all(len(group) == 1 for group in rungs.values()):
+        return records
+    out: list[Record] = []
+    for record in records:
+        if not isinstance(record, Escalation) or record.sla_id not in rungs:
+            out.append(record)
+            continue
+        group = rungs[record.sla_id]
+        top = max(group, key=lambda e: e.rung)
+        if record is top:
+            lower = tuple(sorted(e.rung for e in group if e is not top))
+            out.append(replace(top, folded_rungs=lower))
+    return tuple(out)

@@ -115,6 +115,9 @@ class Escalation:
     tier: str
     service: str
     policy_version: str
+    folded_rungs: tuple[int, ...] = ()
+    """Lower rungs that came due in the same instant of processing (a late or replayed
+    start, or a worker catching up) and are told in this one record instead of a burst."""
 
     record_type: Literal["escalation"] = field(default="escalation", init=False)
 
@@ -138,6 +141,7 @@ class Escalation:
             "tier": self.tier,
             "service": self.service,
             "policy_version": self.policy_version,
+            **({"folded_rungs": list(self.folded_rungs)} if self.folded_rungs else {}),
         }
 
 
