@@ -174,7 +174,7 @@ class _Clock:
     stopped_at: datetime | None = None
     breached: bool = False
     breached_at: datetime | None = None
-    fired: set[int] = field(default_factory=set)
+    fired: set[tuple[int, int]] = field(default_factory=set)  # (rung, repeat)
     kind_counts: dict[str, int] = field(default_factory=dict)
 
 
@@ -260,14 +260,10 @@ class _TargetFold:
         """Fire the rungs and the breach that come due up to `t` while the clock runs."""
         if self.c.status != "running":
             return
-        points: list[tuple[int, int]] = [
-            (round(r.fraction * self.budget), i + 1) for i, r in enumerate(self.ladder)
-        ]
+        points = self._rung_points()
         if not self.c.breached:
-            points.append((self.budget, 0))  # rung 0 stands for the breach itself
-        for business_s, rung in sorted(points, key=lambda p: (p[0], p[1] != 0)):
-            if rung and rung in self.c.fired:
-                continue
+            points.append((self.budget, 0, 0))  # rung 0 stands for the breach itself
+        for business_s, rung, repeat in sorted(points, key=lambda p: (p[0], p[1] != 0, p[2])):
             at = self._instant_at(business_s)
             if at > t:
                 continue
@@ -275,10 +271,11 @@ class _TargetFold:
                 self.c.breached, self.c.breached_at = True, at
                 self._change("breached", at, due=at, attribution=self._attribution(at))
             else:
-                self.c.fired.add(rung)
+                self.c.fired.add((rung, repeat))
+                ident = (rung,) if repeat == 0 else (rung, repeat)
                 self.records.append(
                     Escalation(
-                        escalation_id=stable_id(self.sla_id, "rung", rung),
+                        escalation_id=stable_id(self.sla_id, "rung", *ident),
                         sla_id=self.sla_id,
                         account_id=self.state.account_id,
                         request_id=self.state.request_id,
@@ -290,8 +287,18 @@ class _TargetFold:
                         tier=self.info.tier,
                         service=self.info.service,
                         policy_version=self.state.policy_version,
+                        repeat=repeat,
                     )
                 )
+
+    def _rung_points(self) -> list[tuple[int, int, int]]:
+        """(business seconds from start, rung, repeat) of every firing not yet fired."""
+        return [
+            (business_s, i + 1, repeat)
+            for i, rung in enumerate(self.ladder)
+            for business_s, repeat in rung.points(self.budget)
+            if (i + 1, repeat) not in self.c.fired
+        ]
 
     # -- conditions -------------------------------------------------------------------
     def apply(self, ev: HistoryEvent, sigs: frozenset[str]) -> None:
@@ -365,11 +372,7 @@ class _TargetFold:
         """The next instant after `until` at which time alone changes this target."""
         if self.c.status != "running":
             return None
-        points = [
-            round(r.fraction * self.budget)
-            for i, r in enumerate(self.ladder)
-            if i + 1 not in self.c.fired
-        ]
+        points = [business_s for business_s, _, _ in self._rung_points()]
         if not self.c.breached:
             points.append(self.budget)
             points.append(round(self.policy.at_risk_fraction * self.budget))
@@ -536,7 +539,7 @@ def fold_rungs(records: tuple[Record, ...]) -> tuple[Record, ...]:
             out.append(record)
             continue
         group = rungs[record.sla_id]
-        top = max(group, key=lambda e: e.rung)
+        top = max(group, key=lambda e: (e.rung, e.repeat))
         if record is top:
             lower = tuple(sorted(e.rung for e in group if e is not top))
             out.append(replace(top, folded_rungs=lower))

@@ -119,27 +119,77 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-class Rung(_Frozen):
-    """One rung of an escalation ladder: at a fraction of the target, notify roles."""
+_OFFSET = re.compile(r"^due\s*([+-])\s*(.+)$")
 
-    at: str = Field(description="a percentage of the target, e.g. '50%' or '150%'")
+
+class Rung(_Frozen):
+    """One rung of an escalation ladder: when it comes due, notify roles.
+
+    `at` is a share of the target (`"50%"`, `"150%"`) or a signed offset from the due time
+    in the target's business time (`"due-1h"`, `"due+4h"`). A rung may repeat every
+    `repeat_every` up to `repeats` times (e.g. every 4 h after a breach, three times).
+    """
+
+    at: str = Field(description="'50%' or 'due-1h' / 'due+4h'")
     roles: tuple[str, ...] = Field(min_length=1)
+    repeat_every: Seconds | None = None
+    repeats: int = Field(default=0, ge=0, le=100)
 
     @field_validator("at", mode="before")
     @classmethod
-    def _percentage(cls, value: object) -> str:
-        if not isinstance(value, str) or not re.fullmatch(r"\d+(\.\d+)?%", value.strip()):
+    def _point(cls, value: object) -> str:
+        text = value.strip() if isinstance(value, str) else ""
+        if re.fullmatch(r"\d+(\.\d+)?%", text):
+            if float(text[:-1]) <= 0:
+                raise ValueError(
+                    "a rung at 0% would fire at the start; fix: use a positive percentage"
+                )
+            return text
+        if m := _OFFSET.match(text):
+            parse_duration(m.group(2).strip())
+            return f"due{m.group(1)}{m.group(2).strip()}"
+        raise ValueError(
+            f"{value!r} is not a rung point; fix: write a share like '50%' (quoted) or an "
+            "offset from the due time like 'due-1h' or 'due+4h'"
+        )
+
+    @model_validator(mode="after")
+    def _repeat_pair(self) -> Rung:
+        if (self.repeat_every is None) != (self.repeats == 0):
             raise ValueError(
-                f"{value!r} is not a percentage; fix: write it like '50%' or '100%' (quoted)"
+                "a repeating rung needs both repeat_every and repeats; fix: give both "
+                "(e.g. repeat_every: 4h, repeats: 3) or neither"
             )
-        if float(value.strip()[:-1]) <= 0:
-            raise ValueError("a rung at 0% would fire at the start; fix: use a positive percentage")
-        return value.strip()
+        return self
+
+    @property
+    def is_share(self) -> bool:
+        return self.at.endswith("%")
 
     @property
     def fraction(self) -> float:
-        """The rung's point as a fraction of the target (0.5 for '50%')."""
-        return float(self.at[:-1]) / 100.0
+        """The rung's point as a share of the target (0.5 for '50%'; offsets: 0)."""
+        return float(self.at[:-1]) / 100.0 if self.is_share else 0.0
+
+    @property
+    def offset_s(self) -> int:
+        """Signed business seconds from the due time (shares: 0)."""
+        if self.is_share:
+            return 0
+        sign = -1 if self.at[3] == "-" else 1
+        return sign * parse_duration(self.at[4:])
+
+    def points(self, budget_s: int) -> list[tuple[int, int]]:
+        """(business seconds from the start, repeat number) of each firing of this rung.
+
+        A point at or before the start never fires: an offset larger than a short target
+        must not escalate the moment the request is opened.
+        """
+        base = round(self.fraction * budget_s) if self.is_share else budget_s + self.offset_s
+        if base <= 0:
+            return []
+        every = int(self.repeat_every or 0)
+        return [(base + n * every, n) for n in range(self.repeats + 1)]
 
 
 class Budgets(_Frozen):
@@ -388,8 +438,9 @@ class Policy(_Frozen):
         for name, rungs in value.items():
             if not rungs:
                 raise ValueError(f"ladder {name!r} has no rungs; fix: add at least one rung")
-            fractions = [r.fraction for r in rungs]
-            if fractions != sorted(set(fractions)):
+            fractions = [r.fraction for r in rungs if r.is_share]
+            offsets = [r.offset_s for r in rungs if not r.is_share]
+            if fractions != sorted(set(fractions)) or offsets != sorted(set(offsets)):
                 raise ValueError(
                     f"ladder {name!r} rungs are not in ascending order; fix: order them by 'at' "
                     "with no repeats"

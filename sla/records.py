@@ -115,6 +115,8 @@ class Escalation:
     tier: str
     service: str
     policy_version: str
+    repeat: int = 0
+    """0 for a rung's first firing, n for its nth repetition."""
     folded_rungs: tuple[int, ...] = ()
     """Lower rungs that came due in the same instant of processing (a late or replayed
     start, or a worker catching up) and are told in this one record instead of a burst."""
@@ -141,6 +143,7 @@ class Escalation:
             "tier": self.tier,
             "service": self.service,
             "policy_version": self.policy_version,
+            **({"repeat": self.repeat} if self.repeat else {}),
             **({"folded_rungs": list(self.folded_rungs)} if self.folded_rungs else {}),
         }
 
