@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from greenlane.sla.calendar import BusinessCalendar
-from greenlane.sla.policy import Policy, Rung, SlaDefinition, Target
+from greenlane.sla.policy import Budgets, Policy, Rung, SlaDefinition, Span, Target
 from greenlane.sla.records import Attribution, Escalation, Record, SlaChange, stable_id
 from greenlane.sla.state import (
     AccountState,
@@ -83,6 +83,7 @@ def request_info(event: Event, account: AccountState | None, policy: Policy) -> 
             tier_source=source,
             priority=data.priority,
             region=data.region or (account.region if account else None),
+            promised_at=data.promised_at,
         )
     assert isinstance(data, TicketCreated)
     return RequestInfo(
@@ -174,6 +175,8 @@ class _Clock:
     stopped_at: datetime | None = None
     breached: bool = False
     breached_at: datetime | None = None
+    held_since: datetime | None = None
+    held_s: int = 0  # business seconds in `held`: the operator's own shortfall, not a pause
     fired: set[tuple[int, int]] = field(default_factory=set)  # (rung, repeat)
     kind_counts: dict[str, int] = field(default_factory=dict)
 
@@ -250,6 +253,7 @@ class _TargetFold:
                 service=self.info.service,
                 elapsed_s=self._elapsed_at(at),
                 paused_s=self.c.paused_s,
+                held_s=self.c.held_s + self._open_held(at),
                 reason=reason,
                 attribution=attribution,
             )
@@ -303,6 +307,7 @@ class _TargetFold:
     # -- conditions -------------------------------------------------------------------
     def apply(self, ev: HistoryEvent, sigs: frozenset[str]) -> None:
         """Apply the conditions one event satisfies (cancel, then stop, pause, resume, start)."""
+        self._measure_held(ev, sigs)
         tgt, c, t = self.target, self.c, ev.at
         if c.status == "idle":
             if sigs & set(tgt.start):
@@ -337,6 +342,22 @@ class _TargetFold:
             c.paused_s += self.cal.between(c.stopped_at, t)
             c.status, c.mark = "running", t
             self._change("reopened", t, due=self._due())
+
+    def _open_held(self, at: datetime) -> int:
+        since = self.c.held_since
+        return self.cal.between(since, at) if since is not None else 0
+
+    def _measure_held(self, ev: HistoryEvent, sigs: frozenset[str]) -> None:
+        """`held` keeps the clock running (TM Forum: the operator's shortfall); a sub-timer
+        measures it, so an auditor sees how much of the time went on it."""
+        c = self.c
+        if not any(s.startswith("state:") for s in sigs):
+            return
+        if c.held_since is not None:
+            c.held_s += self.cal.between(c.held_since, ev.at)
+            c.held_since = None
+        if "state:held" in sigs and c.status == "running":
+            c.held_since = ev.at
 
     def _resumes(self, sigs: frozenset[str]) -> bool:
         if self.target.resume:
@@ -379,6 +400,30 @@ class _TargetFold:
         instants = [self._instant_at(p) for p in points]
         later = [i for i in instants if i > until]
         return min(later) if later else None
+
+
+def promise_target(sla: SlaDefinition, state: RequestState) -> Target | None:
+    """The target a `promised_at` date adds: from creation to that instant, wall time.
+
+    A date promised to the customer does not move with anyone's waiting, so it never
+    pauses; it is met or breached like any other target and escalates on the same ladder.
+    """
+    info = state.info
+    if info is None or info.promised_at is None or sla.promise is None:
+        return None
+    created = next((e.at for e in state.history if e.event_type.endswith(".created")), None)
+    if created is None or info.promised_at <= created:
+        return None
+    seconds = int((info.promised_at - created).total_seconds())
+    return Target(
+        name=sla.promise.name,
+        calendar="24x7",
+        budget=Budgets(default=Span(seconds=seconds)),
+        start=("created",),
+        stop=sla.promise.stop,
+        pause=(),
+        cancel=sla.promise.cancel,
+    )
 
 
 def attribute(
@@ -453,12 +498,15 @@ def project(
         return Projection((), (), None)
     cals = calendars or policy.build_calendars()
     until = now
+    targets = list(sla.targets)
+    if (promise := promise_target(sla, state)) is not None:
+        targets.append(promise)
     folds = [
         _TargetFold(
             state, state.info, target, policy.ladders[sla.ladder], cals[target.calendar],
             cals[policy.stage_calendar], policy,
         )
-        for target in sla.targets
+        for target in targets
     ]
     for ev, sigs in signals(state.history):
         if ev.at > until:

@@ -294,6 +294,19 @@ class AppliesTo(_Frozen):
         return value
 
 
+class Promise(_Frozen):
+    """The extra target an order's `promised_at` adds (ends at that instant)."""
+
+    name: str = Field(default="promised", pattern=r"^[a-z][a-z0-9_]*$")
+    stop: Signals = ("state:completed",)
+    cancel: Signals = ("state:cancelled", "state:rejected", "state:failed")
+
+    @field_validator("stop", "cancel")
+    @classmethod
+    def _signals(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return _check_signals(value)
+
+
 class SlaDefinition(_Frozen):
     """An SLA: the requests it covers and their targets."""
 
@@ -301,6 +314,9 @@ class SlaDefinition(_Frozen):
     applies_to: AppliesTo
     ladder: str = "default"
     targets: tuple[Target, ...] = Field(min_length=1)
+    promise: Promise | None = Field(
+        default_factory=Promise, description="a promised_at date adds this target; null: off"
+    )
 
     @model_validator(mode="after")
     def _unique_targets(self) -> SlaDefinition:
@@ -308,6 +324,11 @@ class SlaDefinition(_Frozen):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"target(s) {dupes} appear twice; fix: give each target one entry")
+        if self.promise is not None and self.promise.name in names:
+            raise ValueError(
+                f"the promise target {self.promise.name!r} is also a target; fix: rename one "
+                "(promise: {name: ...}) or turn promises off (promise: null)"
+            )
         return self
 
 

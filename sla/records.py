@@ -63,6 +63,7 @@ class SlaChange:
     cycle: int = 1
     elapsed_s: int = 0
     paused_s: int = 0
+    held_s: int = 0
     reason: str | None = None
     attribution: tuple[Attribution, ...] | None = None
 
@@ -89,6 +90,7 @@ class SlaChange:
             "cycle": self.cycle,
             "elapsed_s": self.elapsed_s,
             "paused_s": self.paused_s,
+            "held_s": self.held_s,
         }
         if self.due_at is not None:
             out["due_at"] = rfc3339(self.due_at)

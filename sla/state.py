@@ -73,13 +73,17 @@ class RequestInfo:
     severity: int | None = None
     priority: str | None = None
     region: str | None = None
+    promised_at: datetime | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self.__slots__}
+        out = {k: getattr(self, k) for k in self.__slots__}
+        out["promised_at"] = self.promised_at.isoformat() if self.promised_at else None
+        return out
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> RequestInfo:
-        return cls(**raw)
+        promised = raw.get("promised_at")
+        return cls(**{**raw, "promised_at": datetime.fromisoformat(promised) if promised else None})
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,85 @@
+"""A promised date adds a target; `held` keeps the clock running and is measured apart."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from greenlane.config.loader import load_policy
+from greenlane.sla.engine import Tracker
+from greenlane.sla.records import Escalation, SlaChange
+from greenlane.sla.state import RequestState
+from greenlane.streams.codec import decode_event
+
+POLICY = load_policy(Path(__file__).parents[1] / "policies" / "clock-24x7.yaml")
+T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+N = 0
+
+
+def event(event_type: str, at: datetime, data: dict[str, Any], request: str = "ORD-1") -> Any:
+    global N
+    N += 1
+    return decode_event(
+        orjson.dumps(
+            {
+                "event_id": f"e-{N}",
+                "event_type": event_type,
+                "event_time": at.isoformat(),
+                "account_id": "A-1",
+                "request_id": request,
+                "data": data,
+            }
+        )
+    )
+
+
+def feed(tracker: Tracker, events: list[Any], until: datetime) -> tuple[RequestState, list[Any]]:
+    state, out = None, []
+    for e in events:
+        step = tracker.apply(state, e, None, e.event_time)
+        state, out = step.state, out + list(step.records)
+    assert state is not None
+    step = tracker.advance(state, until)
+    return step.state, out + list(step.records)
+
+
+def test_promised_at_adds_a_target_that_ends_at_that_instant() -> None:
+    promised = T0 + timedelta(days=2)
+    created = event(
+        "order.created", T0, {"service": "internet.new", "promised_at": promised.isoformat()}
+    )
+    pending = event("order.state_changed", T0 + timedelta(hours=1), {"state": "pending"})
+    _, records = feed(Tracker(POLICY), [created, pending], T0 + timedelta(days=3))
+    promise = [r for r in records if r.target == "promised"]
+    started = next(r for r in promise if isinstance(r, SlaChange) and r.kind == "started")
+    assert started.due_at == promised
+    # Waiting on the customer pauses fulfil but not a date promised to the customer.
+    assert not [r for r in promise if isinstance(r, SlaChange) and r.kind == "paused"]
+    breach = next(r for r in promise if isinstance(r, SlaChange) and r.kind == "breached")
+    assert breach.at == promised
+    assert {r.rung for r in promise if isinstance(r, Escalation)} == {1, 2, 3, 4}
+
+
+def test_an_order_without_a_promise_has_no_promise_target() -> None:
+    _, records = feed(
+        Tracker(POLICY),
+        [event("order.created", T0, {"service": "internet.new"})],
+        T0 + timedelta(days=1),
+    )
+    assert {r.target for r in records} == {"fulfil"}
+
+
+def test_held_keeps_the_clock_running_and_is_measured() -> None:
+    created = event("order.created", T0, {"service": "internet.new"})
+    held = event("order.state_changed", T0 + timedelta(hours=2), {"state": "held"})
+    back = event("order.state_changed", T0 + timedelta(hours=7), {"state": "inProgress"})
+    done = event("order.state_changed", T0 + timedelta(hours=10), {"state": "completed"})
+    _, records = feed(Tracker(POLICY), [created, held, back, done], T0 + timedelta(hours=10))
+    changes = [r for r in records if isinstance(r, SlaChange) and r.target == "fulfil"]
+    assert [r.kind for r in changes] == ["started", "met"]  # never paused
+    met = changes[-1]
+    assert met.elapsed_s == 10 * 3600 and met.paused_s == 0
+    assert met.held_s == 5 * 3600
