@@ -24,6 +24,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from greenlane.agents.metrics import WorkerMetrics
 from greenlane.agents.tracking import Output, TrackerService, utc_now
+from greenlane.audit.migrate import SchemaNotCurrent, ensure_current
 from greenlane.audit.store import AuditStore
 from greenlane.config.loader import load_policy
 from greenlane.config.settings import Settings
@@ -207,11 +208,25 @@ class Greenlane:
         async def ready(web: Any, request: Any) -> Any:
             return web.json({"ready": True, "partitions": sorted(self.owned_partitions())})
 
-    def _audit_store(self) -> AuditStore:
+    def open_audit_store(self) -> AuditStore:
+        """Open the audit store, checking its schema first.
+
+        An empty database is created at the newest schema (a first start); one that is
+        behind (or ahead of) this code raises `SchemaNotCurrent` naming the command to run,
+        so the worker refuses to start rather than write to a schema it does not know.
+        """
         if self.audit is None:
-            self.audit = AuditStore(self.settings.audit_url)
-            self.audit.create_schema()
+            store = AuditStore(self.settings.audit_url)
+            try:
+                ensure_current(store.engine)
+            except SchemaNotCurrent:
+                store.close()
+                raise
+            self.audit = store
         return self.audit
+
+    def _audit_store(self) -> AuditStore:
+        return self.open_audit_store()
 
     async def _write_audit(self, store: AuditStore, records: list[dict[str, Any]]) -> None:
         """Write a batch; on a database error, retry until it is written (offsets wait)."""

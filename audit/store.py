@@ -4,11 +4,21 @@ Records arrive as their wire JSON (`SlaChange.to_dict()` / `Escalation.to_dict()
 store is fed from the output topics, where a record may be delivered more than once. Each record
 carries a deterministic id, and that id is the primary key: a replayed record is dropped by the
 database (`ON CONFLICT DO NOTHING`), not by the caller.
+
+Beside the append-only logs (`sla_changes`, `escalations`, `dead_letters`) the writer keeps
+derived tables in the same transaction: `sla_instances` (one row per SLA: outcome, due, paused
+time, breach attribution, rungs fired), `requests` (one row per request) and `accounts` (the
+account context escalations carry, as known at the time). A derived row is recomputed from *all*
+stored log rows of its SLA, never patched from the incoming record, so the derived tables are a
+function of the set of log rows: replays and out-of-order batches give the same final tables.
+
+The schema is owned by the Alembic migrations in `greenlane/audit/migrations`
+(`greenlane db upgrade`); the ORM classes below must match them (a test compares the two).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -29,15 +39,20 @@ from sqlalchemy import (
     event,
     func,
     select,
+    text,
+    tuple_,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
+from greenlane.audit.derive import request_row, sla_instance
 from greenlane.sla.records import stable_id
 
 _SQLITE_BUSY_TIMEOUT_MS = 5000
+# pg_advisory_xact_lock key of the audit writer ("GLAUDIT" as a number).
+_WRITER_LOCK = 0x474C4155444954
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -132,6 +147,70 @@ class DeadLetterRow(Base):
     received_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
+class AccountRow(Base):
+    """A key account as the latest record that carried its context described it."""
+
+    __tablename__ = "accounts"
+
+    account_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    name: Mapped[str | None] = mapped_column(Text, nullable=True)
+    tier: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    region: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    industry: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    parent_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    billing_parent_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    account_manager: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    # The business instant this context was known at, and the record that carried it: a later
+    # context wins, whatever order the records arrive in.
+    as_of: Mapped[datetime] = mapped_column(UtcDateTime())
+    source_id: Mapped[str] = mapped_column(String(64))
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class RequestRow(Base):
+    """One order or ticket, derived from its SLA instances."""
+
+    __tablename__ = "requests"
+
+    account_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    request_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    service: Mapped[str] = mapped_column(String(128))
+    tier: Mapped[str] = mapped_column(String(64))
+    opened_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    last_change_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    slas: Mapped[int] = mapped_column(Integer)
+    outcome: Mapped[str] = mapped_column(String(16))
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class SlaInstanceRow(Base):
+    """One SLA (one target of one request), derived from its changes and escalations."""
+
+    __tablename__ = "sla_instances"
+
+    sla_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    account_id: Mapped[str] = mapped_column(String(128), index=True)
+    request_id: Mapped[str] = mapped_column(String(128), index=True)
+    target: Mapped[str] = mapped_column(String(64))
+    service: Mapped[str] = mapped_column(String(128))
+    tier: Mapped[str] = mapped_column(String(64), index=True)
+    policy_version: Mapped[str] = mapped_column(String(64))
+    started_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True, index=True)
+    due_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    paused_s: Mapped[int] = mapped_column(BigInteger)
+    elapsed_s: Mapped[int] = mapped_column(BigInteger)
+    outcome: Mapped[str] = mapped_column(String(16), index=True)
+    state: Mapped[str] = mapped_column(String(32))
+    breached_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True, index=True)
+    ended_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    attribution: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)
+    rungs: Mapped[list[int]] = mapped_column(JSON)
+    max_rung: Mapped[int] = mapped_column(Integer)
+    changes: Mapped[int] = mapped_column(Integer)
+    last_change_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
 _TABLES: dict[str, Table] = dict(Base.metadata.tables)
 
 
@@ -202,6 +281,33 @@ _KINDS: dict[str, tuple[Table, str, Callable[[Mapping[str, Any], datetime], dict
 }
 
 
+def _account_row(
+    account_id: str, context: Mapping[str, Any], as_of: datetime, source_id: str
+) -> dict[str, Any]:
+    def text_of(key: str) -> str | None:
+        value = context.get(key)
+        return None if value is None else str(value)
+
+    manager = context.get("account_manager")
+    return {
+        "account_id": account_id,
+        "name": text_of("name"),
+        "tier": text_of("tier"),
+        "region": text_of("region"),
+        "industry": text_of("industry"),
+        "parent_id": text_of("parent_id"),
+        "billing_parent_id": text_of("billing_parent_id"),
+        "account_manager": dict(manager) if isinstance(manager, Mapping) else None,
+        "as_of": as_of,
+        "source_id": source_id,
+    }
+
+
+def _chunks(items: Sequence[str], size: int = 500) -> Iterator[Sequence[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
 def _set_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # WAL lets the demo's readers run while the writer commits; the busy timeout makes a
     # briefly locked database wait instead of failing at once.
@@ -228,8 +334,10 @@ class AuditStore:
             event.listen(self.engine, "connect", _set_sqlite_pragmas)
 
     def create_schema(self) -> None:
-        """Create the tables and indexes that do not exist yet (Alembic comes later)."""
-        Base.metadata.create_all(self.engine)
+        """Bring the schema to the newest migration (`greenlane db upgrade` does the same)."""
+        from greenlane.audit.migrate import upgrade
+
+        upgrade(self.engine)
 
     def _insert(self, table: Table) -> Insert:
         """An INSERT that skips rows whose primary key already exists."""
@@ -246,11 +354,13 @@ class AuditStore:
 
         A record whose id is already stored (or repeated in the batch) is skipped silently,
         so redelivered batches are harmless. An unknown `record_type` raises ValueError and
-        nothing of the batch is written.
+        nothing of the batch is written. The derived tables of every SLA that got a new row
+        are recomputed in the same transaction.
         """
         now = datetime.now(UTC)
         # Group per table and drop in-batch repeats up front (first one wins).
         batches: dict[str, dict[str, dict[str, Any]]] = {kind: {} for kind in _KINDS}
+        contexts: dict[str, dict[str, Any]] = {}
         for record in records:
             kind = record.get("record_type")
             if not isinstance(kind, str) or kind not in _KINDS:
@@ -261,17 +371,150 @@ class AuditStore:
             except KeyError as missing:
                 raise ValueError(f"{kind} record lacks field {missing}") from None
             batches[kind].setdefault(row[pk], row)
+            account = record.get("account")
+            if kind == "escalation" and isinstance(account, Mapping):
+                contexts[row[pk]] = _account_row(
+                    row["account_id"], account, row["fire_at"], row[pk]
+                )
         inserted = 0
+        touched: set[str] = set()
         with self.engine.begin() as conn:
+            self._lock(conn)
             for kind, rows in batches.items():
                 if not rows:
                     continue
                 table, pk, _build = _KINDS[kind]
                 # RETURNING yields only the rows really inserted; rowcount of an
                 # executemany is not reliable across drivers.
-                stmt = self._insert(table).returning(table.c[pk])
-                inserted += len(conn.execute(stmt, list(rows.values())).all())
+                stmt = self._insert(table).returning(table.c[pk], table.c.sla_id)
+                new = conn.execute(stmt, list(rows.values())).all()
+                inserted += len(new)
+                touched.update(sla_id for _pk, sla_id in new)
+                if kind == "escalation":
+                    accounts = [contexts[p] for p, _s in new if p in contexts]
+                    self._upsert_accounts(conn, accounts, now)
+            self._derive(conn, touched, now)
         return inserted
+
+    def upsert_accounts(self, accounts: Sequence[Mapping[str, Any]]) -> None:
+        """Store account contexts (`account_id`, `as_of`, `source_id` and the context fields).
+
+        For each account the context with the latest (`as_of`, `source_id`) wins.
+        """
+        now = datetime.now(UTC)
+        rows = [
+            _account_row(str(a["account_id"]), a, _when(a, "as_of"), str(a["source_id"]))
+            for a in accounts
+        ]
+        with self.engine.begin() as conn:
+            self._lock(conn)
+            self._upsert_accounts(conn, rows, now)
+
+    def _lock(self, conn: Connection) -> None:
+        """Serialise derivations across writers (PostgreSQL; SQLite has one writer anyway).
+
+        Every derived row is recomputed from committed log rows; two workers deriving the same
+        SLA concurrently (during a rebalance) could each miss the other's rows without this.
+        """
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _WRITER_LOCK})
+
+    def _upsert_accounts(
+        self, conn: Connection, rows: Sequence[dict[str, Any]], now: datetime
+    ) -> None:
+        latest: dict[str, dict[str, Any]] = {}
+        for row in rows:
+            held = latest.get(row["account_id"])
+            if held is None or (row["as_of"], row["source_id"]) > (
+                held["as_of"],
+                held["source_id"],
+            ):
+                latest[row["account_id"]] = row
+        if not latest:
+            return
+        table = _TABLES["accounts"]
+        values = [{**row, "updated_at": now} for row in latest.values()]
+        stmt = self._upsert(table, ["account_id"])
+        fresher = tuple_(table.c.as_of, table.c.source_id) < tuple_(
+            stmt.excluded.as_of, stmt.excluded.source_id
+        )
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["account_id"],
+            set_={c.name: stmt.excluded[c.name] for c in table.columns if c.name != "account_id"},
+            where=fresher,
+        )
+        conn.execute(stmt, values)
+
+    def _upsert(self, table: Table, _pk: list[str]) -> Any:
+        name = self.engine.dialect.name
+        if name == "postgresql":
+            return postgresql.insert(table)
+        if name == "sqlite":
+            return sqlite.insert(table)
+        raise NotImplementedError(f"audit store does not support the {name!r} dialect")
+
+    def _replace(self, conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
+        """Insert or overwrite whole rows by primary key."""
+        if not rows:
+            return
+        pk = [c.name for c in table.primary_key.columns]
+        stmt = self._upsert(table, pk)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=pk,
+            set_={c.name: stmt.excluded[c.name] for c in table.columns if c.name not in pk},
+        )
+        conn.execute(stmt, rows)
+
+    def _derive(self, conn: Connection, sla_ids: set[str], now: datetime) -> None:
+        """Recompute `sla_instances` and `requests` of these SLAs from the stored log rows."""
+        if not sla_ids:
+            return
+        changes_t, escalations_t = _TABLES["sla_changes"], _TABLES["escalations"]
+        instances_t, requests_t = _TABLES["sla_instances"], _TABLES["requests"]
+        changes: dict[str, list[dict[str, Any]]] = {s: [] for s in sla_ids}
+        fired: dict[str, list[dict[str, Any]]] = {s: [] for s in sla_ids}
+        for chunk in _chunks(sorted(sla_ids)):
+            for change in conn.execute(
+                select(changes_t).where(changes_t.c.sla_id.in_(chunk))
+            ).mappings():
+                changes[change["sla_id"]].append(dict(change))
+            for found in conn.execute(
+                select(escalations_t).where(escalations_t.c.sla_id.in_(chunk))
+            ).mappings():
+                fired[found["sla_id"]].append(dict(found))
+        instances = [
+            instance
+            for s in sorted(sla_ids)
+            if (instance := sla_instance(s, changes[s], fired[s], now)) is not None
+        ]
+        self._replace(conn, instances_t, instances)
+        keys = sorted({(i["account_id"], i["request_id"]) for i in instances})
+        by_request: dict[tuple[str, str], list[dict[str, Any]]] = {k: [] for k in keys}
+        for chunk in _chunks(sorted({r for _a, r in keys})):
+            stmt = select(instances_t).where(instances_t.c.request_id.in_(chunk))
+            for found in conn.execute(stmt).mappings():
+                key = (found["account_id"], found["request_id"])
+                if key in by_request:
+                    by_request[key].append(dict(found))
+        requests = [
+            request
+            for (account_id, request_id), rows in by_request.items()
+            if (request := request_row(account_id, request_id, rows, now)) is not None
+        ]
+        self._replace(conn, requests_t, requests)
+
+    def rebuild_derived(self) -> int:
+        """Recompute every derived row from the logs (after a migration or a rules fix)."""
+        now = datetime.now(UTC)
+        with self.engine.begin() as conn:
+            self._lock(conn)
+            ids = {
+                str(s)
+                for t in (_TABLES["sla_changes"], _TABLES["escalations"])
+                for s in conn.execute(select(t.c.sla_id).distinct()).scalars()
+            }
+            self._derive(conn, ids, now)
+        return len(ids)
 
     def write_dead_letter(
         self, topic: str, partition: int, offset: int, reason: str, detail: str, raw: bytes

@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 
+from greenlane.cli.audit import audit_cli, db_cli
 from greenlane.config.errors import PolicyError
 from greenlane.config.settings import Settings
 from greenlane.sla.policy import Policy
@@ -26,6 +27,9 @@ policy_cli = typer.Typer(help="Check SLA policy files.", no_args_is_help=True)
 topics_cli = typer.Typer(help="Manage Greenlane's Kafka topics.", no_args_is_help=True)
 cli.add_typer(policy_cli, name="policy")
 cli.add_typer(topics_cli, name="topics")
+cli.add_typer(db_cli, name="db")
+cli.add_typer(audit_cli, name="audit")
+cli.add_typer(__import__("greenlane.cli.notify", fromlist=["_"]).notify_cli, name="notify")
 
 
 def bootstrap_of(broker_url: str) -> str:
@@ -39,6 +43,7 @@ def worker() -> None:
     import faust
 
     from greenlane.agents.app import create_app
+    from greenlane.audit.migrate import SchemaNotCurrent
     from greenlane.streams.admin import create_topics
     from greenlane.streams.topics import all_topics
 
@@ -50,6 +55,11 @@ def worker() -> None:
         raise typer.Exit(2) from None
     if not _calendars_cover(greenlane.policy, date.today()):
         raise typer.Exit(2)
+    try:
+        greenlane.open_audit_store()
+    except SchemaNotCurrent as exc:
+        typer.echo(f"greenlane worker: {exc}", err=True)
+        raise typer.Exit(2) from None
     create_topics(
         bootstrap_of(settings.broker),
         all_topics(settings.topics, settings.partitions),

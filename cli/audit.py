@@ -1,0 +1,339 @@
+"""`greenlane db ...` (schema migrations) and `greenlane audit ...` (queries, API, report)."""
+
+from __future__ import annotations
+
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import orjson
+import typer
+
+db_cli = typer.Typer(
+    help="Manage the audit database schema (Alembic migrations).", no_args_is_help=True
+)
+audit_cli = typer.Typer(
+    help="SLA audit queries, their HTTP API and the monthly assessment report.",
+    no_args_is_help=True,
+)
+
+Url = Annotated[
+    str | None, typer.Option("--url", help="SQLAlchemy URL (default: GREENLANE_AUDIT_URL)")
+]
+Fmt = Annotated[str, typer.Option("--format", help="table, json or csv")]
+Limit = Annotated[int | None, typer.Option(help="rows to show (default: all)")]
+Offset = Annotated[int, typer.Option(help="rows to skip")]
+From = Annotated[str | None, typer.Option("--from", help="first local date, YYYY-MM-DD")]
+To = Annotated[str | None, typer.Option("--to", help="end local date (exclusive), YYYY-MM-DD")]
+Month = Annotated[
+    str | None, typer.Option(help="a calendar month, YYYY-MM (instead of --from/--to)")
+]
+AsOf = Annotated[str | None, typer.Option("--as-of", help="RFC 3339 instant taken as now")]
+
+
+def _url(url: str | None) -> str:
+    from greenlane.audit.settings import AuditSettings
+
+    return url or AuditSettings().url
+
+
+# -- db --------------------------------------------------------------------------------------
+@db_cli.command("upgrade")
+def db_upgrade(url: Url = None, revision: Annotated[str, typer.Argument()] = "head") -> None:
+    """Apply the schema migrations (a database made before migrations is adopted first)."""
+    from greenlane.audit.migrate import upgrade
+
+    done = upgrade(_url(url), revision)
+    typer.echo(f"audit schema at revision {done.current} (newest: {done.head})")
+
+
+@db_cli.command("downgrade")
+def db_downgrade(revision: str, url: Url = None) -> None:
+    """Step the schema back to REVISION (`base` drops every audit table)."""
+    from greenlane.audit.migrate import downgrade
+
+    done = downgrade(_url(url), revision)
+    typer.echo(f"audit schema at revision {done.current or 'base'}")
+
+
+@db_cli.command("status")
+def db_status(url: Url = None) -> None:
+    """Show the database's revision against this version's; exit 1 when it is not current."""
+    from greenlane.audit.migrate import status
+
+    found = status(_url(url))
+    typer.echo(
+        f"current: {found.current or ('none (pre-migration tables)' if found.legacy else 'none')}"
+    )
+    typer.echo(f"newest:  {found.head}")
+    if not found.up_to_date:
+        typer.echo("run `greenlane db upgrade`", err=True)
+        raise typer.Exit(1)
+
+
+# -- queries ---------------------------------------------------------------------------------
+def _emit(result: Any, fmt: str, limit: int | None, offset: int, title: str) -> None:
+    from greenlane.audit.queries import Result
+
+    assert isinstance(result, Result)
+    total = len(result.rows)
+    page = result.page(limit if limit is not None else max(total, 1), offset)
+    if fmt == "csv":
+        sys.stdout.write(page.to_csv())
+        return
+    if fmt == "json":
+        body = {"columns": list(page.columns), "items": page.rows, "total": total, **page.meta}
+        sys.stdout.write(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode() + "\n")
+        return
+    if fmt != "table":
+        raise typer.BadParameter(f"{fmt!r}: use table, json or csv", param_hint="--format")
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left")
+    for column in page.columns:
+        table.add_column(column, overflow="fold")
+    for row in page.rows:
+        table.add_row(*(_show(row.get(c)) for c in page.columns))
+    console = Console(width=max(160, Console().width), soft_wrap=False)
+    console.print(table)
+    shown = f"{offset + 1}-{offset + len(page.rows)} of {total}" if page.rows else f"0 of {total}"
+    console.print(f"rows {shown}" + "".join(f"; {k}: {v}" for k, v in page.meta.items()))
+
+
+def _show(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, list):
+        return ", ".join(_show(v) for v in value)
+    if isinstance(value, dict):
+        return f"{value.get('stage')}@{value.get('department')} +{value.get('over_budget_s')}s"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def _run(
+    name: str,
+    url: str | None,
+    params: dict[str, str | None],
+    fmt: str,
+    limit: int | None,
+    offset: int,
+) -> None:
+    from greenlane.audit.queries import AuditQueries, QueryError, run
+    from greenlane.audit.settings import AuditSettings
+    from greenlane.audit.store import AuditStore
+
+    store = AuditStore(_url(url))
+    try:
+        queries = AuditQueries(store.engine, AuditSettings())
+        clean = {k: v for k, v in params.items() if v is not None}
+        try:
+            result = run(queries, name, clean)
+        except QueryError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None
+        _emit(result, fmt, limit, offset, f"greenlane audit {name}")
+    finally:
+        store.close()
+
+
+@audit_cli.command()
+def compliance(
+    url: Url = None,
+    start: From = None,
+    end: To = None,
+    month: Month = None,
+    by: Annotated[
+        str,
+        typer.Option(help="tier, service, target, department, region, account (comma-separated)"),
+    ] = "tier",
+    period: Annotated[str, typer.Option(help="day, week, month or all (Asia/Shanghai)")] = "month",
+    fmt: Fmt = "table",
+    limit: Limit = None,
+    offset: Offset = 0,
+) -> None:
+    """Met, breached, open and attainment % per period and group."""
+    _run(
+        "compliance",
+        url,
+        {"from": start, "to": end, "month": month, "by": by, "period": period},
+        fmt,
+        limit,
+        offset,
+    )
+
+
+@audit_cli.command()
+def breaches(
+    url: Url = None,
+    start: From = None,
+    end: To = None,
+    month: Month = None,
+    tier: Annotated[str | None, typer.Option()] = None,
+    account: Annotated[str | None, typer.Option(help="account id")] = None,
+    department: Annotated[str | None, typer.Option(help="attributed department")] = None,
+    as_of: AsOf = None,
+    fmt: Fmt = "table",
+    limit: Limit = None,
+    offset: Offset = 0,
+) -> None:
+    """Breached SLAs: due time, how late, rungs fired, the stage and department attributed."""
+    params = {"from": start, "to": end, "month": month, "tier": tier, "account": account,
+              "department": department, "as_of": as_of}  # fmt: skip
+    _run("breaches", url, params, fmt, limit, offset)
+
+
+@audit_cli.command()
+def timeline(
+    request: Annotated[str, typer.Argument(help="order or ticket id")],
+    url: Url = None,
+    account: Annotated[str | None, typer.Option(help="account id, when request ids repeat")] = None,
+    fmt: Fmt = "table",
+    limit: Limit = None,
+    offset: Offset = 0,
+) -> None:
+    """Every transition, pause and escalation of one request, in order."""
+    _run("timeline", url, {"request": request, "account": account}, fmt, limit, offset)
+
+
+@audit_cli.command()
+def departments(
+    url: Url = None,
+    start: From = None,
+    end: To = None,
+    month: Month = None,
+    fmt: Fmt = "table",
+    limit: Limit = None,
+    offset: Offset = 0,
+) -> None:
+    """Department scorecard: breaches attributed and time over budget, per month and stage."""
+    _run("departments", url, {"from": start, "to": end, "month": month}, fmt, limit, offset)
+
+
+@audit_cli.command()
+def accounts(
+    url: Url = None,
+    window_days: Annotated[
+        int | None, typer.Option(help="rolling window (default: settings)")
+    ] = None,
+    as_of: AsOf = None,
+    fmt: Fmt = "table",
+    limit: Limit = None,
+    offset: Offset = 0,
+) -> None:
+    """Key-account health: breaches, near misses and the churn-risk flag, worst first."""
+    params = {"window_days": None if window_days is None else str(window_days), "as_of": as_of}
+    _run("accounts", url, params, fmt, limit, offset)
+
+
+@audit_cli.command()
+def report(
+    month: Annotated[str, typer.Option(help="YYYY-MM")],
+    out: Annotated[Path, typer.Option(help="folder for the .xlsx and .html")] = Path("."),
+    lang: Annotated[str, typer.Option(help="zh (default) or en")] = "zh",
+    url: Url = None,
+    as_of: AsOf = None,
+) -> None:
+    """The monthly green-channel assessment as an Excel workbook and a self-contained HTML page."""
+    from greenlane.audit.queries import AuditQueries, QueryError
+    from greenlane.audit.report import write_report
+    from greenlane.audit.settings import AuditSettings
+    from greenlane.audit.store import AuditStore
+
+    store = AuditStore(_url(url))
+    try:
+        moment = None if as_of is None else datetime.fromisoformat(as_of)
+        xlsx, page = write_report(
+            AuditQueries(store.engine, AuditSettings()), month, out, lang, moment
+        )
+    except (QueryError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    finally:
+        store.close()
+    typer.echo(f"{xlsx}\n{page}")
+
+
+@audit_cli.command()
+def serve(
+    url: Url = None,
+    host: Annotated[str | None, typer.Option(help="default: GREENLANE_AUDIT_HOST")] = None,
+    port: Annotated[int | None, typer.Option(help="default: GREENLANE_AUDIT_PORT")] = None,
+) -> None:
+    """Serve the queries as a read-only HTTP API (bearer token: GREENLANE_AUDIT_TOKEN)."""
+    from aiohttp import web
+
+    from greenlane.audit.api import create_api
+    from greenlane.audit.queries import AuditQueries
+    from greenlane.audit.settings import AuditSettings
+    from greenlane.audit.store import AuditStore
+
+    settings = AuditSettings()
+    token = settings.token.get_secret_value() if settings.token else ""
+    if not token:
+        typer.echo("error: set GREENLANE_AUDIT_TOKEN; the audit API does not run open", err=True)
+        raise typer.Exit(2)
+    store = AuditStore(_url(url))
+    try:
+        app = create_api(AuditQueries(store.engine, settings), token)
+        web.run_app(app, host=host or settings.host, port=port or settings.port, print=typer.echo)
+    finally:
+        store.close()
+
+
+@audit_cli.command()
+def load(
+    records: Annotated[
+        Path, typer.Argument(help="JSON lines of output records (e.g. from `greenlane replay`)")
+    ],
+    url: Url = None,
+    events: Annotated[
+        Path | None,
+        typer.Option(help="input events whose account.upserted fill the accounts table"),
+    ] = None,
+    batch: Annotated[int, typer.Option(help="records per transaction")] = 500,
+) -> None:
+    """Write sla_change and escalation records into the audit store (idempotent)."""
+    from greenlane.audit.store import AuditStore
+
+    store = AuditStore(_url(url))
+    try:
+        store.create_schema()
+        if events is not None:
+            store.upsert_accounts(_account_contexts(events))
+        pending: list[dict[str, Any]] = []
+        new = seen = 0
+        for line in records.read_bytes().splitlines():
+            if not line.strip():
+                continue
+            record = orjson.loads(line)
+            if record.get("record_type") not in ("sla_change", "escalation"):
+                continue
+            pending.append(record)
+            seen += 1
+            if len(pending) >= batch:
+                new += store.write(pending)
+                pending = []
+        new += store.write(pending)
+        typer.echo(f"{seen} records read, {new} new")
+    finally:
+        store.close()
+
+
+def _account_contexts(events: Path) -> list[dict[str, Any]]:
+    out = []
+    for line in events.read_bytes().splitlines():
+        if not line.strip():
+            continue
+        event = orjson.loads(line)
+        if event.get("event_type") != "account.upserted":
+            continue
+        data = dict(event.get("data") or {})
+        out.append(
+            {**data, "account_id": event["account_id"], "as_of": event["event_time"],
+             "source_id": str(event["event_id"])[:64]}
+        )  # fmt: skip
+    return out
