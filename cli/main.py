@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from greenlane.cli.audit import audit_cli, db_cli
+from greenlane.cli.notify import notify_cli
 from greenlane.config.errors import PolicyError
 from greenlane.config.settings import Settings
 from greenlane.sla.policy import Policy
@@ -29,7 +30,7 @@ cli.add_typer(policy_cli, name="policy")
 cli.add_typer(topics_cli, name="topics")
 cli.add_typer(db_cli, name="db")
 cli.add_typer(audit_cli, name="audit")
-cli.add_typer(__import__("greenlane.cli.notify", fromlist=["_"]).notify_cli, name="notify")
+cli.add_typer(notify_cli, name="notify")
 
 
 def bootstrap_of(broker_url: str) -> str:

@@ -3,4 +3,5 @@
 pytest_plugins = [
     "fixtures.broker",
     "fixtures.postgres",
+    "fixtures.receivers",
 ]
