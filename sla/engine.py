@@ -387,7 +387,13 @@ class _TargetFold:
             and not c.breached
             and self._elapsed_at(until) >= self.policy.at_risk_fraction * self.budget
         )
-        return SlaSnapshot(self.target.name, status, at_risk, c.breached)
+        predicted = False
+        if c.status == "running" and not c.breached and self.info.kind == "order":
+            finish = projected_finish(
+                self.state.history, self.policy, until, self.stage_cal, _end_stage(self.target)
+            )
+            predicted = finish is not None and finish > self._due()
+        return SlaSnapshot(self.target.name, status, at_risk or predicted, c.breached, predicted)
 
     def next_wakeup(self, until: datetime) -> datetime | None:
         """The next instant after `until` at which time alone changes this target."""
@@ -400,6 +406,57 @@ class _TargetFold:
         instants = [self._instant_at(p) for p in points]
         later = [i for i in instants if i > until]
         return min(later) if later else None
+
+
+def _end_stage(target: Target) -> str | None:
+    """The provisioning stage whose completion stops this target, if one does."""
+    for signal in target.stop:
+        if signal.startswith("stage:") and signal.endswith(":completed"):
+            return signal.split(":")[1]
+    return None
+
+
+def projected_finish(
+    history: Iterable[HistoryEvent],
+    policy: Policy,
+    now: datetime,
+    calendar: BusinessCalendar,
+    end_stage: str | None = None,
+) -> datetime | None:
+    """When the provisioning will be done if every stage ahead takes its budget.
+
+    The stage in progress is given what is left of its budget (none if it has overrun);
+    each stage not yet started adds its budget and a hand-off before it. Counted from
+    `now` in the stages' calendar, through `end_stage` (default: the last stage). None when
+    the policy has no stage order. No anchor tool predicts; this lets operations act before
+    the first rung fires.
+    """
+    order = list(policy.stage_order)
+    if not order:
+        return None
+    if end_stage in order:
+        order = order[: order.index(end_stage) + 1]
+    day = calendar.full_day_seconds()
+    started: dict[str, datetime] = {}
+    completed: set[str] = set()
+    for ev in history:
+        if ev.stage is None or ev.at > now:
+            continue
+        if ev.status == "started":
+            started.setdefault(ev.stage, ev.at)
+        elif ev.status == "completed":
+            completed.add(ev.stage)
+    remaining = 0
+    for stage in order:
+        if stage in completed:
+            continue
+        budget = policy.stages[stage].budget.as_seconds(day)
+        if stage in started:
+            remaining += max(0, budget - calendar.between(started[stage], now))
+        else:
+            handoff = policy.handoff_budget.as_seconds(day) if policy.handoff_budget else 0
+            remaining += budget + handoff
+    return calendar.add(now, remaining)
 
 
 def promise_target(sla: SlaDefinition, state: RequestState) -> Target | None:

@@ -94,17 +94,18 @@ class SlaSnapshot:
     status: str  # running | paused | met | breached | stopped | cancelled
     at_risk: bool
     breached: bool
+    predicted: bool = False  # at risk because the stages ahead cannot finish by the due time
 
     @property
     def is_open(self) -> bool:
         return self.status in ("running", "paused", "breached")
 
     def to_list(self) -> list[Any]:
-        return [self.target, self.status, self.at_risk, self.breached]
+        return [self.target, self.status, self.at_risk, self.breached, self.predicted]
 
     @classmethod
     def from_list(cls, raw: list[Any]) -> SlaSnapshot:
-        return cls(raw[0], raw[1], bool(raw[2]), bool(raw[3]))
+        return cls(raw[0], raw[1], bool(raw[2]), bool(raw[3]), bool(raw[4:5] and raw[4]))
 
 
 @dataclass(frozen=True, slots=True)
