@@ -112,7 +112,11 @@ class Greenlane:
             for name in (topics.sla_changes, topics.escalations, topics.deadletter)
         }
         self.requests = self._table("requests")
-        self.accounts = self._table("accounts")
+        # Every worker holds every account: a branch's group or payer may live on another
+        # partition, and its tier decides the branch's commitments.
+        self.accounts = self.app.GlobalTable(
+            "accounts", default=None, key_type=bytes, value_type=bytes
+        )
         self.service = TrackerService(
             Tracker(self.policy),
             JsonTable(self.requests),

@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from greenlane.agents.metrics import WorkerMetrics
+from greenlane.sla.accounts import merged_contacts, resolve_tier
 from greenlane.sla.calendar import CalendarGapError
 from greenlane.sla.due_index import DueIndex
 from greenlane.sla.engine import Step, Tracker, apply_account
@@ -121,18 +122,23 @@ class TrackerService:
             out.append(Output(self.topics[record.record_type], record.account_id, value))
         return out
 
-    def _account_context(self, account_id: str) -> dict[str, Any] | None:
+    def _account(self, account_id: str) -> AccountState | None:
         raw = self.accounts.get(account_id)
-        if raw is None:
+        return AccountState.from_dict(raw) if raw is not None else None
+
+    def _account_context(self, account_id: str) -> dict[str, Any] | None:
+        account = self._account(account_id)
+        if account is None:
             return None
-        account = AccountState.from_dict(raw)
+        tier, _ = resolve_tier(account, self._account, "standard")
         return {
             "name": account.name,
-            "tier": account.tier,
+            "tier": tier,
             "region": account.region,
             "parent_id": account.parent_id,
             "billing_parent_id": account.billing_parent_id,
-            **{k: account.extra.get(k) for k in ("industry", "account_manager", "contacts")},
+            **{k: account.extra.get(k) for k in ("industry", "account_manager")},
+            "contacts": merged_contacts(account, self._account),
         }
 
     # -- messages -------------------------------------------------------------------------
@@ -165,7 +171,7 @@ class TrackerService:
         _, state = self._load(request_key(event.account_id, event.request_id))
         account_raw = self.accounts.get(event.account_id)
         account = AccountState.from_dict(account_raw) if account_raw else None
-        step = self.tracker.apply(state, event, account, now)
+        step = self.tracker.apply(state, event, account, now, lookup=self._account)
         self.metrics.events.labels(
             topic, event.event_type, "duplicate" if step.duplicate else "processed"
         ).inc()

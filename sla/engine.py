@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
+from greenlane.sla.accounts import AccountLookup, resolve_tier
 from greenlane.sla.calendar import BusinessCalendar
 from greenlane.sla.policy import Budgets, Policy, Rung, SlaDefinition, Span, Target
 from greenlane.sla.records import Attribution, Escalation, Record, SlaChange, stable_id
@@ -71,9 +72,12 @@ def to_history_event(event: Event) -> HistoryEvent:
     return base
 
 
-def request_info(event: Event, account: AccountState | None, policy: Policy) -> RequestInfo:
-    """The facts fixed at creation; the tier is the account's tier at that moment."""
-    tier, source = (account.tier, "account") if account else (policy.default_tier, "default")
+def request_info(
+    event: Event, account: AccountState | None, policy: Policy, lookup: AccountLookup | None = None
+) -> RequestInfo:
+    """The facts fixed at creation; the tier is the account's tier at that moment, or the
+    tier it inherits (see `greenlane.sla.accounts`)."""
+    tier, source = resolve_tier(account, lookup, policy.default_tier)
     data = event.data
     if isinstance(data, OrderCreated):
         return RequestInfo(
@@ -594,9 +598,17 @@ class Tracker:
         self.calendars = dict(calendars or policy.build_calendars())
 
     def apply(
-        self, state: RequestState | None, event: Event, account: AccountState | None, now: datetime
+        self,
+        state: RequestState | None,
+        event: Event,
+        account: AccountState | None,
+        now: datetime,
+        lookup: AccountLookup | None = None,
     ) -> Step:
-        """Fold one request event (order, ticket or provisioning) into its request's state."""
+        """Fold one request event (order, ticket or provisioning) into its request's state.
+
+        :param lookup: other accounts by id, for a tier inherited from a group or a payer.
+        """
         assert event.request_id is not None
         if state is None:
             state = RequestState(account_id=event.account_id, request_id=event.request_id)
@@ -606,7 +618,7 @@ class Tracker:
         if state.info is None and event.event_type.endswith(".created"):
             state = replace(
                 state,
-                info=request_info(event, account, self.policy),
+                info=request_info(event, account, self.policy, lookup),
                 policy_version=self.policy.version,
             )
         return self.advance(state, now)

@@ -168,7 +168,7 @@ class AccountState:
 
     account_id: str
     name: str
-    tier: str
+    tier: str | None
     event_time: datetime
     event_id: str
     parent_id: str | None = None

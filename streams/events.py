@@ -52,7 +52,7 @@ class Contact(_Data):
 
 class AccountUpserted(_Data):
     name: NonEmpty
-    tier: Tier
+    tier: Tier | None = None  # a branch without its own tier takes its group's (parent_id)
     parent_id: str | None = None
     billing_parent_id: str | None = None
     account_manager: Contact | None = None

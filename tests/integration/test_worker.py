@@ -257,3 +257,52 @@ def test_the_sweep_fires_rungs_and_breaches_when_no_event_arrives(
     )
     assert worker.metric_sum("greenlane_open_slas", status="breached") == 2
     assert worker.metric_sum("greenlane_open_slas", status="on_track", target="restore") == 1
+
+
+def test_a_branch_on_another_partition_takes_its_groups_tier(deployment: Deployment) -> None:
+    """Every worker holds every account, so a group head on another partition is known."""
+    from kafka.partitioner.default import murmur2
+
+    head, branch = "ENT-GZ-0100", "ENT-SZ-0101"
+    assert (murmur2(head.encode()) & 0x7FFFFFFF) % 4 != (murmur2(branch.encode()) & 0x7FFFFFFF) % 4
+    worker = deployment.start_worker()
+    deployment.publish(
+        [
+            {
+                "event_id": "acc-h",
+                "event_type": "account.upserted",
+                "event_time": "2026-09-01T09:00:00+08:00",
+                "account_id": head,
+                "data": {"name": "某集团", "tier": "group"},
+            },
+            {
+                "event_id": "acc-b",
+                "event_type": "account.upserted",
+                "event_time": "2026-09-01T09:00:00+08:00",
+                "account_id": branch,
+                "data": {"name": "某集团深圳分公司", "parent_id": head},
+            },
+        ]
+    )
+    wait_for(
+        lambda: worker.metric_sum("greenlane_events_total", type="account.upserted") == 2,
+        30,
+        "both accounts processed",
+    )
+    deployment.publish(
+        [
+            {
+                "event_id": "tt-b",
+                "event_type": "ticket.created",
+                "event_time": "2026-11-02T09:00:00+08:00",
+                "account_id": branch,
+                "request_id": "TT-B1",
+                "data": {"category": "fault", "severity": 2},
+            },
+        ]
+    )
+    changes = deployment.read(deployment.topics.sla_changes, lambda rs: len(rs) >= 3)
+    respond = next(r for r in changes if r["target"] == "respond" and r["kind"] == "started")
+    assert respond["tier"] == "group"
+    # group tier: respond within 30 min (a standard account would have 60)
+    assert respond["due_at"] == "2026-11-02T01:30:00+00:00"
