@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -121,16 +121,47 @@ def policy_check(
     typer.echo(f"{path}: ok ({policy.version}, {len(policy.slas)} SLAs, {targets} targets)")
 
 
+@policy_cli.command("explain")
+def policy_explain(
+    request_id: str,
+    events: Annotated[Path, typer.Option(help="JSON lines of input events")],
+    policy: Annotated[Path | None, typer.Option(help="policy file (default: the example)")] = None,
+    until: Annotated[str | None, typer.Option(help="RFC 3339 instant to explain at")] = None,
+) -> None:
+    """Why a request's due times are what they are: days off, pauses, tier and rungs."""
+    from rich.console import Console
+
+    from greenlane.cli.explain import build_explanation, render
+    from greenlane.config.settings import EXAMPLE_POLICY
+
+    at = datetime.fromisoformat(until) if until else None
+    if at is not None and at.tzinfo is None:
+        raise typer.BadParameter(f"{until!r} has no UTC offset; fix: add one, e.g. +08:00")
+    try:
+        found = build_explanation(request_id, events, policy or EXAMPLE_POLICY, at)
+    except PolicyError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+    if found is None:
+        typer.echo(f"no events of request {request_id} in {events}", err=True)
+        raise typer.Exit(1)
+    render(found, Console(soft_wrap=True))
+
+
 @cli.command()
 def replay(
     events: Annotated[Path, typer.Argument(help="JSON lines of input events")],
     policy: Annotated[Path | None, typer.Option(help="policy file (default: the example)")] = None,
     until: Annotated[str | None, typer.Option(help="RFC 3339 instant to run the clock to")] = None,
+    compare: Annotated[
+        Path | None,
+        typer.Option(help="an older policy: print the SLAs whose outcome or due time differs"),
+    ] = None,
 ) -> None:
     """Run the rules over an event file by event time; print sla_change and escalation records."""
     from greenlane.cli.replay import run_replay
 
-    raise typer.Exit(run_replay(events, policy, until, sys.stdout, sys.stderr))
+    raise typer.Exit(run_replay(events, policy, until, sys.stdout, sys.stderr, compare))
 
 
 @cli.command()

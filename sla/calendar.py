@@ -129,6 +129,22 @@ class WorkingCalendar:
         """Whether `day` has working hours (raises `CalendarGapError` for an unknown year)."""
         return bool(self._hours_of(day))
 
+    def describe_day(self, day: date) -> str | None:
+        """Why `day` is not a plain working day ("statutory holiday", "make-up working day",
+        "weekend", ...), or None when it is one."""
+        schedule = self.years.get(day.year)
+        if day in self.extra_workdays:
+            return "company working day"
+        if day in self.extra_holidays:
+            return "company day off"
+        if schedule is None:
+            raise CalendarGapError(self.name, day.year)
+        if day in schedule.workdays:
+            return "make-up working day (调休)"
+        if day in schedule.holidays:
+            return "statutory holiday"
+        return None if self.hours.get(day.weekday()) else "weekend"
+
     def _hours_of(self, day: date) -> tuple[tuple[time, time], ...]:
         if day in self.extra_workdays:
             return self.hours.get(day.weekday()) or self.hours.get(self.makeup_weekday, ())

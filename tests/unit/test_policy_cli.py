@@ -47,3 +47,77 @@ def test_adding_the_years_schedule_closes_the_gap(tmp_path: Path) -> None:
     policy.write_text(text, encoding="utf-8")
     result = check(str(policy), "--today", "2027-01-05")
     assert result.returncode == 0, result.stderr
+
+
+def test_policy_explain_names_days_off_rungs_and_who_held_it_up(tmp_path: Path) -> None:
+    import orjson
+
+    events = [
+        {
+            "event_id": "acc-1",
+            "event_type": "account.upserted",
+            "event_time": "2026-09-01T09:00:00+08:00",
+            "account_id": "ORG-GD-0007",
+            "data": {"name": "某社会服务机构", "tier": "important"},
+        },
+        {
+            "event_id": "crm-1",
+            "event_type": "order.created",
+            "event_time": "2026-09-28T10:15:00+08:00",
+            "account_id": "ORG-GD-0007",
+            "request_id": "ORD-2026-000123",
+            "data": {"service": "dedicated_line.new"},
+        },
+        {
+            "event_id": "oss-1",
+            "event_type": "provisioning.stage_changed",
+            "event_time": "2026-09-28T14:00:00+08:00",
+            "account_id": "ORG-GD-0007",
+            "request_id": "ORD-2026-000123",
+            "data": {"stage": "survey", "status": "started", "department": "network-ops"},
+        },
+    ]
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b"\n".join(orjson.dumps(e) for e in events))
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "greenlane.cli.main",
+            "policy",
+            "explain",
+            "ORD-2026-000123",
+            "--events",
+            str(path),
+            "--until",
+            "2026-10-12T10:00:00+08:00",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "tier important (account), SLA dedicated-line-new" in out
+    assert "due when started     │ 2026-10-10 10:15:00 Sat" in out  # 5 wd, 调休 Saturday
+    assert "2026-10-01  statutory holiday" in out
+    assert "2026-10-10  make-up working day (调休)" in out
+    assert "survey / network-ops: 12h45m over budget" in out
+    missing = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "greenlane.cli.main",
+            "policy",
+            "explain",
+            "NOPE",
+            "--events",
+            str(path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert missing.returncode == 1 and "no events of request NOPE" in missing.stderr

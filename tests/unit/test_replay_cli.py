@@ -125,3 +125,31 @@ def test_replay_with_another_policy_and_an_invalid_one(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert f"{broken}:" in result.stderr and "fix:" in result.stderr
     assert result.stdout == ""
+
+
+def test_replay_compare_shows_which_outcomes_a_changed_policy_changes(tmp_path: Path) -> None:
+    example = Path(__file__).parents[2] / "config" / "policies" / "green-channel.yaml"
+    stricter = tmp_path / "stricter.yaml"
+    stricter.write_text(
+        example.read_text(encoding="utf-8").replace(
+            "budget: {important: 5wd, strategic: 5wd, economic: 7wd, group: 10wd, standard: 15wd}",
+            "budget: {important: 2wd, strategic: 5wd, economic: 7wd, group: 10wd, standard: 15wd}",
+        ),
+        encoding="utf-8",
+    )
+    completed = {
+        **CREATED,
+        "event_id": "crm-9",
+        "event_type": "order.state_changed",
+        "event_time": "2026-09-30T16:00:00+08:00",
+        "data": {"state": "completed"},
+    }
+    lines = [orjson.dumps(e) for e in (ACCOUNT, CREATED, SURVEY, completed)]
+    result = run(tmp_path, lines, "--policy", str(stricter), "--compare", str(example))
+    assert result.returncode == 0, result.stderr
+    [diff] = records(result.stdout)
+    assert diff["sla_id"] == "ORG-GD-0007/ORD-2026-000123/fulfil"
+    # Completed Wed 30 Sep 16:00: inside 5 working days (due Sat 10 Oct), past 2 (Wed 10:15).
+    assert diff["old"]["outcome"] == "met" and diff["new"]["outcome"] == "breached"
+    assert diff["new"]["due_at"] == "2026-09-30T02:15:00+00:00"
+    assert "compared 2 SLAs: 1 differ" in result.stderr  # survey and fulfil
