@@ -253,7 +253,7 @@ class _TargetFold:
                 at=at,
                 due_at=due,
                 tier=self.info.tier,
-                policy_version=self.state.policy_version,
+                policy_version=self.policy.version,
                 service=self.info.service,
                 elapsed_s=self._elapsed_at(at),
                 paused_s=self.c.paused_s,
@@ -294,7 +294,7 @@ class _TargetFold:
                         sla_due_at=self._due(),
                         tier=self.info.tier,
                         service=self.info.service,
-                        policy_version=self.state.policy_version,
+                        policy_version=self.policy.version,
                         repeat=repeat,
                     )
                 )
@@ -627,6 +627,9 @@ class Tracker:
         """Let time pass to `now`: rungs and breaches that came due are emitted."""
         projection = project(state, self.policy, now, self.calendars)
         new = tuple(r for r in projection.records if r.record_id not in state.emitted)
+        if state.info is not None and state.policy_version != self.policy.version:
+            new += self._replans(state, projection, now)
+            state = replace(state, policy_version=self.policy.version)
         state = replace(
             state,
             emitted=state.emitted | {r.record_id for r in new},
@@ -634,6 +637,46 @@ class Tracker:
             next_wakeup=projection.next_wakeup,
         )
         return Step(state=state, records=fold_rungs(new))
+
+
+    def _replans(
+        self, state: RequestState, projection: Projection, now: datetime
+    ) -> tuple[Record, ...]:
+        """One `replanned` record per open SLA when the policy judging it has changed.
+
+        Elapsed and paused business time come from the history, so they carry over; only
+        targets, and with them due times, change. Records already published stay as they are.
+        """
+        open_targets = {s.target for s in projection.snapshots if s.is_open}
+        latest: dict[str, SlaChange] = {}
+        for record in projection.records:
+            if (
+                isinstance(record, SlaChange)
+                and record.target in open_targets
+                and (record.due_at is not None or record.target not in latest)
+            ):
+                latest[record.target] = record
+        running = {s.target for s in projection.snapshots if s.status in ("running", "breached")}
+        sla = matching_sla(self.policy, state.info) if state.info else None
+        calendars = {t.name: t.calendar for t in (sla.targets if sla else ())}
+        out = []
+        for target, record in latest.items():
+            elapsed = record.elapsed_s
+            if target in running and record.kind not in ("paused",):
+                cal = self.calendars[calendars.get(target, "24x7")]
+                elapsed += cal.between(record.at, now)
+            out.append(
+                replace(
+                    record,
+                    change_id=stable_id(record.sla_id, "replanned", self.policy.version),
+                    kind="replanned",
+                    at=now,
+                    elapsed_s=elapsed,
+                    reason=f"policy {state.policy_version} → {self.policy.version}",
+                    attribution=None,
+                )
+            )
+        return tuple(out)
 
 
 def fold_rungs(records: tuple[Record, ...]) -> tuple[Record, ...]:

@@ -13,9 +13,19 @@ from datetime import datetime
 from typing import Any, Literal
 
 ChangeKind = Literal[
-    "started", "paused", "resumed", "met", "breached", "cancelled", "reopened", "stopped"
+    "started",
+    "paused",
+    "resumed",
+    "met",
+    "breached",
+    "cancelled",
+    "reopened",
+    "stopped",
+    "replanned",
 ]
-"""`stopped` is the end of an SLA that had already breached (it was not met)."""
+"""`stopped` is the end of an SLA that had already breached (it was not met); `replanned` is
+an open SLA judged from now on by a changed policy (its elapsed and paused time carry over,
+its target and due time may change)."""
 
 
 def stable_id(*parts: object) -> str:

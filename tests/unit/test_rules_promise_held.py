@@ -16,6 +16,7 @@ from greenlane.streams.codec import decode_event
 
 POLICY = load_policy(Path(__file__).parents[1] / "policies" / "clock-24x7.yaml")
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+DAY = timedelta(days=1)
 N = 0
 
 
@@ -83,3 +84,30 @@ def test_held_keeps_the_clock_running_and_is_measured() -> None:
     met = changes[-1]
     assert met.elapsed_s == 10 * 3600 and met.paused_s == 0
     assert met.held_s == 5 * 3600
+
+
+def test_a_changed_policy_replans_open_slas_once_and_carries_time_over(tmp_path: Path) -> None:
+    base = (Path(__file__).parents[1] / "policies" / "clock-24x7.yaml").read_text("utf-8")
+    longer = tmp_path / "longer.yaml"
+    longer.write_text(
+        base.replace(
+            "budget: {important: 3d, strategic: 3d, economic: 5d, group: 7d, standard: 10d}",
+            "budget: {important: 3d, strategic: 3d, economic: 5d, group: 7d, standard: 12d}",
+        ),
+        encoding="utf-8",
+    )
+    old, new = Tracker(POLICY), Tracker(load_policy(longer))
+    created = event("order.created", T0, {"service": "internet.new"}, request="ORD-9")
+    pending = event("order.state_changed", T0 + DAY, {"state": "pending"}, request="ORD-9")
+    back = event("order.state_changed", T0 + 2 * DAY, {"state": "inProgress"}, request="ORD-9")
+    state, _ = feed(old, [created, pending, back], T0 + 3 * DAY)
+    step = new.advance(state, T0 + 3 * DAY)
+    [replan] = [r for r in step.records if isinstance(r, SlaChange)]
+    assert replan.kind == "replanned" and replan.target == "fulfil"
+    assert replan.policy_version == new.policy.version != old.policy.version
+    # 12 days from creation plus the day spent waiting on the customer.
+    assert replan.due_at == T0 + 13 * DAY
+    assert replan.paused_s == 86400 and replan.elapsed_s == 2 * 86400
+    assert old.policy.version in (replan.reason or "")
+    again = new.advance(step.state, T0 + 3 * DAY + timedelta(hours=1))
+    assert not [r for r in again.records if isinstance(r, SlaChange)]

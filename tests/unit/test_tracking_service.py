@@ -153,7 +153,7 @@ def test_bad_input_is_dead_lettered_with_its_bytes_and_the_next_is_processed() -
 def test_an_error_in_the_rules_dead_letters_the_event_and_the_worker_goes_on() -> None:
     service = make_service(Clock(T0))
 
-    def broken(*args: Any) -> Any:
+    def broken(*args: Any, **kwargs: Any) -> Any:
         raise ZeroDivisionError("boom")
 
     service.tracker.apply = broken  # type: ignore[method-assign]
