@@ -10,37 +10,8 @@ import yaml
 from pydantic import ValidationError
 
 from greenlane.config.errors import PolicyError
+from greenlane.config.yaml_errors import describe
 from greenlane.sla.policy import PlacedError, Policy
-
-_FIXES = {
-    "missing": "add this field",
-    "extra_forbidden": "remove it or check its spelling",
-    "literal_error": "use one of the allowed values",
-    "string_pattern_mismatch": "use lower-case letters, digits, '_', '.' or '-'",
-    "too_short": "give at least one entry",
-    "int_parsing": "write a whole number",
-    "string_type": "write text",
-    "dict_type": "write a mapping (key: value)",
-    "tuple_type": "write a list ([a, b])",
-}
-
-
-def _node_at(root: yaml.Node | None, loc: tuple[int | str, ...]) -> yaml.Node | None:
-    """The deepest YAML node along a pydantic error location (for its line number)."""
-    node = root
-    for part in loc:
-        if isinstance(node, yaml.MappingNode):
-            match = next((v for k, v in node.value if k.value == str(part)), None)
-            if match is None:
-                return node
-            node = match
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
-            if part >= len(node.value):
-                return node
-            node = node.value[part]
-        else:
-            return node
-    return node
 
 
 def _describe(error: Any, root: yaml.Node | None, path: Path) -> str:
@@ -48,15 +19,7 @@ def _describe(error: Any, root: yaml.Node | None, path: Path) -> str:
     cause = (error.get("ctx") or {}).get("error")
     if isinstance(cause, PlacedError):
         loc = loc + cause.loc
-    node = _node_at(root, loc)
-    line = node.start_mark.line + 1 if node is not None else 1
-    place = ".".join(str(p) for p in loc) or "(top level)"
-    message = str(error["msg"]).removeprefix("Value error, ")
-    if "fix:" not in message:
-        message = (
-            f"{message}; fix: {_FIXES.get(error['type'], 'see config/policies/green-channel.yaml')}"
-        )
-    return f"{path}:{line}: {place}: {message}"
+    return describe(error, root, path, loc, "config/policies/green-channel.yaml")
 
 
 def load_policy(path: Path | str) -> Policy:

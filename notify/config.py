@@ -12,6 +12,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from greenlane.config.errors import GreenlaneError
+from greenlane.config.yaml_errors import describe
 
 ChannelType = Literal["wecom", "dingtalk", "feishu", "email", "webhook", "alertmanager"]
 ROBOTS: frozenset[str] = frozenset({"wecom", "dingtalk", "feishu"})
@@ -166,51 +167,11 @@ class NotifyConfig(_Strict):
         return self
 
 
-_FIXES = {
-    "missing": "add this field",
-    "extra_forbidden": "remove it or check its spelling",
-    "literal_error": "use one of the allowed values",
-    "too_short": "give at least one entry",
-    "int_parsing": "write a whole number",
-    "float_parsing": "write a number",
-    "bool_parsing": "write true or false",
-    "string_type": "write text",
-    "dict_type": "write a mapping (key: value)",
-    "list_type": "write a list ([a, b])",
-    "greater_than_equal": "use a larger number",
-    "greater_than": "use a larger number",
-}
-
-
-def _node_at(root: yaml.Node | None, loc: tuple[int | str, ...]) -> yaml.Node | None:
-    node = root
-    for part in loc:
-        if isinstance(node, yaml.MappingNode):
-            match = next((v for k, v in node.value if k.value == str(part)), None)
-            if match is None:
-                return node
-            node = match
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
-            if part >= len(node.value):
-                return node
-            node = node.value[part]
-        else:
-            return node
-    return node
-
-
 def _describe(error: Any, root: yaml.Node | None, path: Path) -> str:
     loc = tuple(error["loc"])
     if loc and loc[-1] in ("continue_",):
         loc = (*loc[:-1], "continue")
-    node = _node_at(root, loc)
-    line = node.start_mark.line + 1 if node is not None else 1
-    place = ".".join(str(p) for p in loc) or "(top level)"
-    message = str(error["msg"]).removeprefix("Value error, ")
-    if "fix:" not in message:
-        fix = _FIXES.get(error["type"], "see config/notify.example.yaml")
-        message = f"{message}; fix: {fix}"
-    return f"{path}:{line}: {place}: {message}"
+    return describe(error, root, path, loc, "config/notify.example.yaml")
 
 
 def parse_config(text: str, path: Path) -> NotifyConfig:
