@@ -4,6 +4,8 @@
 set -euo pipefail
 need=()
 ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || need+=(postgresql)
+# promtool and a Prometheus server for tests/deploy (rules, and PromQL against a live worker).
+{ command -v promtool && command -v prometheus; } >/dev/null 2>&1 || need+=(prometheus)
 # Headless Chromium renders the audit's HTML report in a test; a CJK font shows its Chinese.
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 fc-list :lang=zh 2>/dev/null | grep -q . || need+=(fonts-wqy-microhei)

@@ -22,7 +22,7 @@ import orjson
 from faust.types import TableT
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from greenlane.agents.metrics import WorkerMetrics
+from greenlane.agents.metrics import WorkerMetrics, faust_consumer_lag
 from greenlane.agents.tracking import Output, TrackerService, utc_now
 from greenlane.audit.migrate import SchemaNotCurrent, ensure_current
 from greenlane.audit.store import AuditStore
@@ -101,6 +101,7 @@ class Greenlane:
         self.settings = settings
         self.policy = load_policy(settings.policy_file)
         self.metrics = WorkerMetrics()
+        self.metrics.set_build_info(self.policy.version)
         self.app = faust.App(settings.app_id, **faust_settings(settings))
         topics = settings.topics
         self.input = self._raw_topic(
@@ -133,6 +134,11 @@ class Greenlane:
         self.tick_sent: dict[int, float] = {}
         self.audit: AuditStore | None = None
         self._wire()
+        # Scrape-time views of the running consumer: revoked partitions leave the open-SLA
+        # gauge at once, and consumer lag covers the partitions assigned now.
+        self.metrics.open_slas.live_partitions = self.owned_partitions
+        lag_topics = set(settings.topics.model_dump().values())
+        self.metrics.consumer_lag.source = lambda: faust_consumer_lag(self.app, lag_topics)
 
     def _raw_topic(self, *names: str) -> faust.TopicT:
         """A topic whose keys and values stay bytes: decoding is ours, so bad input is caught."""

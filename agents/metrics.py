@@ -1,15 +1,21 @@
 """The worker's Prometheus metrics. Labels are bounded: never an account or request id.
 
 Open-SLA gauges are kept per partition, so that a worker reports only the partitions it
-owns and sums over workers stay right after a rebalance.
+owns and sums over workers stay right after a rebalance. Consumer lag is read from Faust's
+consumer at scrape time, for the partitions assigned at that moment. The catalogue, with
+what each metric means and how to query it, is docs/metrics.md.
 """
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as package_version
+from typing import Any
 
-from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client import CollectorRegistry, Gauge, Histogram, ProcessCollector
 from prometheus_client import Counter as PromCounter
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
@@ -17,7 +23,17 @@ from prometheus_client.registry import Collector
 from greenlane.sla.records import Escalation, Record, SlaChange
 from greenlane.sla.state import RequestState
 
+log = logging.getLogger(__name__)
+
 OpenKey = tuple[str, str, str, str]  # service, target, tier, status
+LagSample = tuple[str, int, int]  # topic, partition, lag in records
+
+# Business seconds from an SLA's start to its end (met or stopped): minutes for a fault
+# response, up to weeks for a new leased line. Seconds-long buckets serve the test policies.
+COMPLETION_BUCKETS = (
+    1, 5, 15, 60, 300, 900, 1800, 3600, 7200, 4 * 3600, 8 * 3600,
+    86400, 2 * 86400, 3 * 86400, 5 * 86400, 7 * 86400, 10 * 86400, 15 * 86400, 30 * 86400,
+)  # fmt: skip
 
 
 def open_counts(state: RequestState | None) -> Counter[OpenKey]:
@@ -39,6 +55,9 @@ class OpenSlaGauge(Collector):
     def __init__(self) -> None:
         self.by_partition: dict[int, Counter[OpenKey]] = {}
         self.owned: set[int] = set()
+        # The partitions assigned right now (set by the app): a partition revoked in a
+        # rebalance stops counting at once, before the recovery that follows resets the rest.
+        self.live_partitions: Callable[[], set[int]] | None = None
 
     def update(self, partition: int, before: RequestState | None, after: RequestState) -> None:
         """Account for one request changing from `before` to `after`."""
@@ -57,9 +76,12 @@ class OpenSlaGauge(Collector):
             "Open SLAs on this worker's partitions, by status (on_track, at_risk, breached)",
             labels=["service", "target", "tier", "status"],
         )
+        owned = set(self.owned)
+        if self.live_partitions is not None:
+            owned &= self.live_partitions()
         total: Counter[OpenKey] = Counter()
         for partition, counts in self.by_partition.items():
-            if partition in self.owned:
+            if partition in owned:
                 total.update(counts)
         for key, value in sorted(total.items()):
             if value > 0:
@@ -103,16 +125,123 @@ class WorkerMetrics:
             buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 3600, 86400),
             registry=r,
         )
+        self.completion = Histogram(
+            "greenlane_sla_completion_business_seconds",
+            "Business time from an SLA's start to its end (outcome met or stopped), paused "
+            "time excluded",
+            ["service", "target", "tier", "outcome"],
+            buckets=COMPLETION_BUCKETS,
+            registry=r,
+        )
+        self.breach_attributions = PromCounter(
+            "greenlane_breach_attributions",
+            "Breaches that named a provisioning stage (or hand-off) as over its budget",
+            ["service", "stage", "department"],
+            registry=r,
+        )
+        self.breach_over_budget = PromCounter(
+            "greenlane_breach_over_budget_seconds",
+            "Business seconds a stage (or hand-off) was over its budget, as named by breaches",
+            ["service", "stage", "department"],
+            registry=r,
+        )
+        self.build_info = Gauge(
+            "greenlane_build_info",
+            "Always 1: the running version and the policy version it judges by",
+            ["version", "policy_version"],
+            registry=r,
+        )
         self.open_slas = OpenSlaGauge()
         r.register(self.open_slas)
+        self.consumer_lag = ConsumerLagCollector()
+        r.register(self.consumer_lag)
+        # process_cpu_seconds_total, process_resident_memory_bytes, ... of the worker (Linux).
+        ProcessCollector(registry=r)
+
+    def set_build_info(self, policy_version: str) -> None:
+        """Publish `greenlane_build_info{version, policy_version} 1` (one series only)."""
+        self.build_info.clear()
+        self.build_info.labels(greenlane_version(), policy_version).set(1)
 
     def record_published(self, record: Record, published_at_epoch: float) -> None:
-        """Count one published record; a rung also observes how late it came."""
+        """Count one published record; a rung also observes how late it came, an SLA's end
+        its business time to complete, and a breach the stages it names as over budget."""
         if isinstance(record, SlaChange):
             self.sla_changes.labels(record.service, record.target, record.tier, record.kind).inc()
+            if record.kind in ("met", "stopped"):
+                self.completion.labels(
+                    record.service, record.target, record.tier, record.kind
+                ).observe(record.elapsed_s)
+            for over in record.attribution or ():
+                labels = (record.service, over.stage, over.department)
+                self.breach_attributions.labels(*labels).inc()
+                self.breach_over_budget.labels(*labels).inc(over.over_budget_s)
         elif isinstance(record, Escalation):
             self.escalations.labels(
                 record.service, record.target, record.tier, str(record.rung)
             ).inc()
             lateness = published_at_epoch - record.fire_at.timestamp()
             self.rung_lateness.observe(max(0.0, lateness))
+
+
+def greenlane_version() -> str:
+    """The installed distribution's version (`unknown` when run from a bare checkout)."""
+    try:
+        return package_version("greenlane")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+class ConsumerLagCollector(Collector):
+    """`greenlane_consumer_lag`: records not yet consumed, per assigned topic partition.
+
+    `source` is read at scrape time and yields (topic, partition, lag) for the partitions
+    assigned at that moment, so a revoked partition's series disappears with it.
+    """
+
+    def __init__(self) -> None:
+        self.source: Callable[[], Iterable[LagSample]] | None = None
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "greenlane_consumer_lag",
+            "Records on an assigned partition past this worker's consumer position "
+            "(highwater minus committed offset); wrong on the embedded Tansu broker",
+            labels=["topic", "partition"],
+        )
+        samples: list[LagSample] = []
+        if self.source is not None:
+            try:
+                samples = sorted(self.source())
+            except Exception:  # a scrape must not fail because the consumer is restarting
+                log.debug("consumer lag unavailable", exc_info=True)
+        for topic, partition, lag in samples:
+            family.add_metric([topic, str(partition)], lag)
+        yield family
+
+
+def faust_consumer_lag(app: Any, topics: Iterable[str]) -> Iterator[LagSample]:
+    """Lag of a running Faust app's consumer on the assigned partitions of `topics`.
+
+    Highwater is the end offset of the partition as of the consumer's last fetch response;
+    the consumed position is the last committed offset (the next offset to read), or the
+    last offset read + 1 before the first commit. A partition with neither is skipped.
+    Tansu answers the start of the last record batch + 1 as the end offset (BROKER.md,
+    defect 1), so on the embedded broker this lag can be wrong (and is clamped at zero).
+    """
+    wanted = set(topics)
+    consumer = app.consumer
+    for tp in consumer.assignment():
+        if tp.topic not in wanted:
+            continue
+        highwater = consumer.highwater(tp)
+        if highwater is None:
+            continue
+        committed = consumer._committed_offset.get(tp)
+        read = consumer._read_offset.get(tp)
+        position = committed if committed is not None else (None if read is None else read + 1)
+        if position is None:
+            position = 0 if highwater == 0 else None
+        if position is None:
+            continue
+        yield tp.topic, tp.partition, max(0, int(highwater) - int(position))
