@@ -225,8 +225,10 @@ class WorkingCalendar:
         return max(
             sum(
                 int(
-                    (datetime.combine(date(2000, 1, 3), b) - datetime.combine(date(2000, 1, 3), a))
-                    .total_seconds()
+                    (
+                        datetime.combine(date(2000, 1, 3), b)
+                        - datetime.combine(date(2000, 1, 3), a)
+                    ).total_seconds()
                 )
                 for a, b in spans
             )

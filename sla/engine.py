@@ -205,7 +205,7 @@ class _TargetFold:
         self.cal = calendar
         self.stage_cal = stage_calendar
         self.policy = policy
-        self.span = target.budget.for_tier(info.tier)
+        self.span = target.budget_for(info.tier, info.severity, info.priority, info.region)
         # Business seconds; for a span in working days it is fixed when the clock starts.
         self.budget = self.span.seconds
         self.sla_id = f"{state.account_id}/{state.request_id}/{target.name}"
@@ -564,8 +564,13 @@ def project(
         targets.append(promise)
     folds = [
         _TargetFold(
-            state, state.info, target, policy.ladders[sla.ladder], cals[target.calendar],
-            cals[policy.stage_calendar], policy,
+            state,
+            state.info,
+            target,
+            policy.ladders[sla.ladder],
+            cals[target.calendar],
+            cals[policy.stage_calendar],
+            policy,
         )
         for target in targets
     ]
@@ -638,7 +643,6 @@ class Tracker:
         )
         return Step(state=state, records=fold_rungs(new))
 
-
     def _replans(
         self, state: RequestState, projection: Projection, now: datetime
     ) -> tuple[Record, ...]:
@@ -684,9 +688,7 @@ def fold_rungs(records: tuple[Record, ...]) -> tuple[Record, ...]:
     the rest (a late or replayed start). People are told once where the ladder stands, not
     in a burst of stale messages; rungs that come due later are published one by one.
     """
-    attaching = {
-        r.sla_id for r in records if isinstance(r, SlaChange) and r.kind == "started"
-    }
+    attaching = {r.sla_id for r in records if isinstance(r, SlaChange) and r.kind == "started"}
     rungs: dict[str, list[Escalation]] = {}
     for record in records:
         if isinstance(record, Escalation) and record.sla_id in attaching:

@@ -79,7 +79,9 @@ def explain(
     for target in targets:
         cal = cals[target.calendar]
         item = TargetExplanation(
-            target.name, target.calendar, str(target.budget.for_tier(info.tier))
+            target.name,
+            target.calendar,
+            str(target.budget_for(info.tier, info.severity, info.priority, info.region)),
         )
         open_pause: tuple[datetime, str | None] | None = None
         for record in records:

@@ -224,12 +224,47 @@ class Budgets(_Frozen):
         return [v for v in (getattr(self, t) for t in ("default", *TIERS)) if v is not None]
 
 
+class PartialBudgets(_Frozen):
+    """Budgets for some tiers only: the others inherit from the target's own `budget`."""
+
+    default: SpanField | None = None
+    important: SpanField | None = None
+    strategic: SpanField | None = None
+    economic: SpanField | None = None
+    group: SpanField | None = None
+    standard: SpanField | None = None
+
+    def spans(self) -> list[Span]:
+        """Every budget given."""
+        return [v for v in (getattr(self, t) for t in ("default", *TIERS)) if v is not None]
+
+
+class When(_Frozen):
+    """Which requests an override is for; an empty list matches anything."""
+
+    severities: tuple[int, ...] = ()
+    priorities: tuple[Literal["normal", "high", "urgent"], ...] = ()
+    regions: tuple[str, ...] = ()
+
+
+class BudgetOverride(_Frozen):
+    """Different budgets for requests of a given severity, priority or region."""
+
+    when: When
+    budget: PartialBudgets
+
+
 class Target(_Frozen):
     """One commitment on a request (respond, on_site, restore, fulfil...), with its conditions."""
 
     name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     calendar: str = "24x7"
     budget: Budgets
+    overrides: tuple[BudgetOverride, ...] = Field(
+        default=(),
+        description="the first override whose `when` matches (and names the tier or a "
+        "default) decides the budget; otherwise `budget`",
+    )
     day_mode: DayMode = Field(
         default="same_time",
         description="what N working days means: working_hours, same_time or end_of_day",
@@ -247,6 +282,28 @@ class Target(_Frozen):
     @classmethod
     def _signals(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         return _check_signals(value)
+
+    def budget_for(
+        self, tier: str, severity: int | None, priority: str | None, region: str | None
+    ) -> Span:
+        """The budget for a request: the first matching override that covers its tier, or
+        the target's own budget for the tier."""
+        for override in self.overrides:
+            when = override.when
+            if when.severities and severity not in when.severities:
+                continue
+            if when.priorities and priority not in when.priorities:
+                continue
+            if when.regions and region not in when.regions:
+                continue
+            found = getattr(override.budget, tier, None) or override.budget.default
+            if found is not None:
+                return found
+        return self.budget.for_tier(tier)
+
+    def all_spans(self) -> list[Span]:
+        """Every budget this target may use."""
+        return [*self.budget.spans(), *(s for o in self.overrides for s in o.budget.spans())]
 
     @model_validator(mode="after")
     def _consistent_conditions(self) -> Target:
@@ -500,7 +557,7 @@ class Policy(_Frozen):
                         f"{', '.join(sorted(known))} or define it under calendars",
                     )
                 working = target.calendar in self.calendars
-                for span in target.budget.spans():
+                for span in target.all_spans():
                     if span.in_working_days and not working:
                         raise PlacedError(
                             (*place, "budget"),

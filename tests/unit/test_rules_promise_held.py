@@ -111,3 +111,32 @@ def test_a_changed_policy_replans_open_slas_once_and_carries_time_over(tmp_path:
     assert old.policy.version in (replan.reason or "")
     again = new.advance(step.state, T0 + 3 * DAY + timedelta(hours=1))
     assert not [r for r in again.records if isinstance(r, SlaChange)]
+
+
+def test_budgets_by_severity_override_the_tier_budget_and_inherit_the_rest() -> None:
+    from greenlane.config.settings import EXAMPLE_POLICY
+
+    example = load_policy(EXAMPLE_POLICY)
+    restore = next(
+        t for s in example.slas if s.id == "fault-ticket" for t in s.targets if t.name == "restore"
+    )
+    assert restore.budget_for("important", 1, None, None).seconds == 3 * 3600
+    assert restore.budget_for("important", 4, None, None).seconds == 6 * 3600
+    assert restore.budget_for("standard", 3, None, None).seconds == 16 * 3600
+    tracker = Tracker(example)
+    created = decode_event(
+        orjson.dumps(
+            {
+                "event_id": "sev4",
+                "event_type": "ticket.created",
+                "event_time": T0.isoformat(),
+                "account_id": "A-1",
+                "request_id": "TT-4",
+                "data": {"category": "fault", "severity": 4},
+            }
+        )
+    )
+    step = tracker.apply(None, created, None, T0)
+    due = {r.target: r.due_at for r in step.records if isinstance(r, SlaChange)}
+    assert due["restore"] == T0 + timedelta(hours=16)  # standard tier, severity 4
+    assert due["respond"] == T0 + timedelta(hours=1)  # no override: the tier's budget
