@@ -179,6 +179,7 @@ class _Clock:
     stopped_at: datetime | None = None
     breached: bool = False
     breached_at: datetime | None = None
+    cycle: int = 1
     held_since: datetime | None = None
     held_s: int = 0  # business seconds in `held`: the operator's own shortfall, not a pause
     fired: set[tuple[int, int]] = field(default_factory=set)  # (rung, repeat)
@@ -246,6 +247,7 @@ class _TargetFold:
             SlaChange(
                 change_id=stable_id(self.sla_id, kind, n),
                 sla_id=self.sla_id,
+                cycle=self.c.cycle,
                 account_id=self.state.account_id,
                 request_id=self.state.request_id,
                 target=self.target.name,
@@ -280,7 +282,9 @@ class _TargetFold:
                 self._change("breached", at, due=at, attribution=self._attribution(at))
             else:
                 self.c.fired.add((rung, repeat))
-                ident = (rung,) if repeat == 0 else (rung, repeat)
+                ident: tuple[int, ...] = (rung,) if repeat == 0 else (rung, repeat)
+                if self.c.cycle > 1:
+                    ident = (*ident, self.c.cycle)
                 self.records.append(
                     Escalation(
                         escalation_id=stable_id(self.sla_id, "rung", *ident),
@@ -342,8 +346,18 @@ class _TargetFold:
             return
         if c.status in ("met", "stopped") and sigs & set(tgt.reopen):
             assert c.stopped_at is not None
-            # The time between stop and reopen was not the operator's: count it as paused.
-            c.paused_s += self.cal.between(c.stopped_at, t)
+            if tgt.on_reopen == "new_cycle":
+                # A fresh cycle with its own budget and rungs; the ended cycle keeps its
+                # outcome (met stays met).
+                c.cycle += 1
+                c.elapsed = c.paused_s = c.held_s = 0
+                c.fired, c.breached, c.breached_at = set(), False, None
+                if self.span.in_working_days:
+                    due = self.cal.add_working_days(t, self.span.working_days, tgt.day_mode)
+                    self.budget = self.cal.between(t, due)
+            else:
+                # The time between stop and reopen was not the operator's: count it as paused.
+                c.paused_s += self.cal.between(c.stopped_at, t)
             c.status, c.mark = "running", t
             self._change("reopened", t, due=self._due())
 

@@ -277,6 +277,11 @@ class Target(_Frozen):
     )
     cancel: Signals = ("state:cancelled", "state:rejected")
     reopen: Signals = ()
+    on_reopen: Literal["resume", "new_cycle"] = Field(
+        default="resume",
+        description="resume: the clock carries on, the closed gap counted as paused; "
+        "new_cycle: a fresh budget and ladder from the reopen",
+    )
 
     @field_validator("start", "stop", "pause", "resume", "cancel", "reopen")
     @classmethod

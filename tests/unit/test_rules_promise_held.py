@@ -140,3 +140,49 @@ def test_budgets_by_severity_override_the_tier_budget_and_inherit_the_rest() -> 
     due = {r.target: r.due_at for r in step.records if isinstance(r, SlaChange)}
     assert due["restore"] == T0 + timedelta(hours=16)  # standard tier, severity 4
     assert due["respond"] == T0 + timedelta(hours=1)  # no override: the tier's budget
+
+
+def test_a_reopen_can_start_a_new_cycle_and_the_met_cycle_stays_met(tmp_path: Path) -> None:
+    base = (Path(__file__).parents[1] / "policies" / "clock-24x7.yaml").read_text("utf-8")
+    path = tmp_path / "cycles.yaml"
+    path.write_text(
+        base.replace(
+            "        reopen: [reopened]     # a reopened fault resumes its restore clock\n",
+            "        reopen: [reopened]\n        on_reopen: new_cycle\n",
+        ),
+        encoding="utf-8",
+    )
+    tracker = Tracker(load_policy(path))
+    t = [T0 + timedelta(minutes=m) for m in (0, 30, 40, 24 * 60)]
+    evs = [
+        decode_event(
+            orjson.dumps(
+                {
+                    "event_id": f"c{n}",
+                    "event_type": kind,
+                    "event_time": at.isoformat(),
+                    "account_id": "A-1",
+                    "request_id": "TT-9",
+                    "data": data,
+                }
+            )
+        )
+        for n, (kind, at, data) in enumerate(
+            [
+                ("ticket.created", t[0], {"category": "fault", "severity": 1}),
+                ("ticket.milestone", t[1], {"name": "restored"}),
+                ("ticket.state_changed", t[2], {"state": "resolved"}),
+                ("ticket.state_changed", t[3], {"state": "inProgress"}),
+            ]
+        )
+    ]
+    _, records = feed(tracker, evs, t[3] + timedelta(hours=9))
+    restore = [r for r in records if r.target == "restore"]
+    changes = [(r.kind, r.cycle) for r in restore if isinstance(r, SlaChange)]
+    assert changes == [("started", 1), ("met", 1), ("reopened", 2), ("breached", 2)]
+    reopened = next(r for r in restore if isinstance(r, SlaChange) and r.kind == "reopened")
+    assert reopened.due_at == t[3] + timedelta(hours=8)  # a fresh 8 h for a standard account
+    assert reopened.elapsed_s == 0
+    rungs = [r for r in restore if isinstance(r, Escalation)]
+    assert [r.rung for r in rungs] == [1, 2, 3]  # the new cycle's ladder, to 100 %
+    assert len({r.escalation_id for r in rungs}) == 3
