@@ -153,3 +153,21 @@ def test_replay_compare_shows_which_outcomes_a_changed_policy_changes(tmp_path: 
     assert diff["old"]["outcome"] == "met" and diff["new"]["outcome"] == "breached"
     assert diff["new"]["due_at"] == "2026-09-30T02:15:00+00:00"
     assert "compared 2 SLAs: 1 differ" in result.stderr  # survey and fulfil
+
+
+def test_replay_reports_a_calendar_gap_on_stderr_and_goes_on(tmp_path: Path) -> None:
+    late = {
+        **CREATED,
+        "event_id": "crm-late",
+        "request_id": "ORD-LATE",
+        "event_time": "2026-12-30T10:00:00+08:00",
+    }  # 5 working days run into 2027
+    lines = [orjson.dumps(e) for e in (ACCOUNT, CREATED, late)]
+    result = run(tmp_path, lines, "--until", "2026-12-30T12:00:00+08:00")
+    assert result.returncode == 0
+    assert "ORG-GD-0007/ORD-LATE: calendar_gap: calendar 'china-workdays' has no official" in (
+        result.stderr
+    )
+    assert "2027" in result.stderr
+    # The other request is judged as usual.
+    assert {r["request_id"] for r in records(result.stdout)} == {"ORD-2026-000123"}
