@@ -211,6 +211,24 @@ class SlaInstanceRow(Base):
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
+class SlaRepairRow(Base):
+    """An SLA's outcome recomputed under another policy, kept beside the original."""
+
+    __tablename__ = "sla_repairs"
+
+    repair_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    sla_id: Mapped[str] = mapped_column(String(128), index=True)
+    request_id: Mapped[str] = mapped_column(String(128), index=True)
+    target: Mapped[str] = mapped_column(String(64))
+    old_policy_version: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    new_policy_version: Mapped[str] = mapped_column(String(64))
+    old_outcome: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    new_outcome: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    old_due_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    new_due_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    repaired_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
 _TABLES: dict[str, Table] = dict(Base.metadata.tables)
 
 
@@ -534,6 +552,33 @@ class AuditStore:
         stmt = self._insert(table).values(row).returning(table.c.dead_letter_id)
         with self.engine.begin() as conn:
             return conn.execute(stmt).first() is not None
+
+    def sla_outcomes(self) -> dict[str, dict[str, Any]]:
+        """Every stored SLA instance's outcome, due time, policy version, request and target."""
+        table = _TABLES["sla_instances"]
+        columns = (
+            table.c.sla_id,
+            table.c.request_id,
+            table.c.target,
+            table.c.outcome,
+            table.c.due_at,
+            table.c.policy_version,
+        )
+        with self.engine.connect() as conn:
+            return {row["sla_id"]: dict(row) for row in conn.execute(select(*columns)).mappings()}
+
+    def record_repairs(self, rows: Sequence[Mapping[str, Any]]) -> int:
+        """Keep recomputed outcomes beside the originals; return how many were new.
+
+        A repair never touches the change log or the derived SLA instances, and sends
+        nothing: it is a second opinion under another policy, kept for the auditors.
+        """
+        if not rows:
+            return 0
+        table = _TABLES["sla_repairs"]
+        stmt = self._insert(table).returning(table.c.repair_id)
+        with self.engine.begin() as conn:
+            return len(conn.execute(stmt, [dict(r) for r in rows]).all())
 
     def count(self, table_name: str) -> int:
         """Rows in one of the audit tables."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -337,3 +337,71 @@ def _account_contexts(events: Path) -> list[dict[str, Any]]:
              "source_id": str(event["event_id"])[:64]}
         )  # fmt: skip
     return out
+
+
+@audit_cli.command()
+def repair(
+    events: Annotated[Path, typer.Argument(help="JSON lines of the input events to recompute")],
+    policy: Annotated[Path, typer.Option(help="the policy to recompute the outcomes under")],
+    url: Url = None,
+    until: Annotated[str | None, typer.Option(help="RFC 3339 instant to run the clock to")] = None,
+) -> None:
+    """Recompute history under a policy and record old and new outcomes side by side.
+
+    An explicit repair: the change log and the SLA instances stay as they were, nothing is
+    published and no notification is sent; `sla_repairs` gets one row per SLA whose outcome
+    or due time the policy changes.
+    """
+    from greenlane.audit.store import AuditStore
+    from greenlane.cli.replay import outcomes
+    from greenlane.config.loader import load_policy
+    from greenlane.sla.engine import Tracker
+    from greenlane.sla.records import stable_id
+    from greenlane.sla.replay import replay
+    from greenlane.streams.codec import DecodeError, decode_event
+
+    new_policy = load_policy(policy)
+    decoded = []
+    for line in events.read_bytes().splitlines():
+        if line.strip():
+            try:
+                decoded.append(decode_event(line))
+            except DecodeError:
+                continue
+    end = datetime.fromisoformat(until) if until else None
+    recomputed = outcomes(replay(Tracker(new_policy), decoded, end))
+    store = AuditStore(_url(url))
+    try:
+        store.create_schema()
+        stored = store.sla_outcomes()
+        now = datetime.now(UTC)
+        rows = []
+        for sla_id, new in recomputed.items():
+            old = stored.get(sla_id)
+            if old is None:
+                continue
+            old_due = old["due_at"].isoformat() if old["due_at"] else None
+            if old["outcome"] == new["outcome"] and old_due == new["due_at"]:
+                continue
+            rows.append(
+                {
+                    "repair_id": stable_id(sla_id, "repair", new_policy.version),
+                    "sla_id": sla_id,
+                    "request_id": old["request_id"],
+                    "target": old["target"],
+                    "old_policy_version": old["policy_version"],
+                    "new_policy_version": new_policy.version,
+                    "old_outcome": old["outcome"],
+                    "new_outcome": new["outcome"],
+                    "old_due_at": old["due_at"],
+                    "new_due_at": datetime.fromisoformat(new["due_at"]) if new["due_at"] else None,
+                    "repaired_at": now,
+                }
+            )
+        added = store.record_repairs(rows)
+        typer.echo(
+            f"{len(recomputed)} SLAs recomputed under {new_policy.version}: {len(rows)} differ "
+            f"from the record, {added} repairs new"
+        )
+    finally:
+        store.close()

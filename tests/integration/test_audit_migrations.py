@@ -30,7 +30,7 @@ def test_upgrade_from_empty_makes_every_table_and_view(audit_url: str) -> None:
     before = status(audit_url)
     assert before.empty and before.current is None and not before.up_to_date
     after = upgrade(audit_url)
-    assert after.current == head() == "0003" and after.up_to_date
+    assert after.current == head() == "0004" and after.up_to_date
     store = AuditStore(audit_url)
     try:
         inspector = inspect(store.engine)
