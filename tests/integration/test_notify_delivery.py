@@ -17,6 +17,7 @@ from typing import Any
 
 import orjson
 import pytest
+from fixtures.escalations import escalation_record
 from fixtures.receivers import Receivers
 
 from greenlane.notify import channels as ch
@@ -41,33 +42,14 @@ class Clock:
 
 
 def escalation(rung: int = 1, roles: tuple[str, ...] = ("account_manager",), **kw: Any) -> Any:
-    record = {
-        "record_type": "escalation",
-        "escalation_id": f"esc-{kw.pop('eid', rung)}",
-        "sla_id": "sla-1",
-        "account_id": "ORG-GD-0007",
-        "request_id": "ORD-2026-000123",
-        "target": "fulfil",
-        "rung": rung,
-        "roles": list(roles),
-        "fire_at": "2026-10-10T10:00:00+08:00",
-        "sla_due_at": "2026-10-12T09:30:00+08:00",
-        "tier": "important",
-        "service": "dedicated_line.new",
-        "policy_version": "v1",
-        "account": {
-            "name": "某社会服务机构",
-            "tier": "important",
-            "region": "广州",
-            "parent_id": None,
-            "billing_parent_id": None,
-            "industry": "social",
-            "account_manager": {"name": "陈经理", "contact": "chen@example.com"},
-            "contacts": {},
-        },
-    }
-    record.update(kw)
-    return record
+    eid = kw.pop("eid", rung)
+    return escalation_record(
+        rung,
+        roles,
+        escalation_id=f"esc-{eid}",
+        account={"industry": "social", "contacts": {}},
+        **kw,
+    )
 
 
 async def until(condition: Callable[[], bool], what: str, timeout: float = 10) -> None:

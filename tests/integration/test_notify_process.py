@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 import pytest
 from fixtures.broker import PARTITIONS, Deployment, wait_for
+from fixtures.escalations import escalation_record
 from fixtures.receivers import Receivers
 from kafka import KafkaProducer
 
@@ -26,31 +27,7 @@ pytestmark = pytest.mark.integration
 
 
 def escalation(rung: int, roles: tuple[str, ...], sla: str = "sla-1") -> dict[str, Any]:
-    return {
-        "record_type": "escalation",
-        "escalation_id": f"{sla}-esc-{rung}",
-        "sla_id": sla,
-        "account_id": "ORG-GD-0007",
-        "request_id": "ORD-2026-000123",
-        "target": "fulfil",
-        "rung": rung,
-        "roles": list(roles),
-        "fire_at": "2026-10-10T10:00:00+08:00",
-        "sla_due_at": "2026-10-12T09:30:00+08:00",
-        "tier": "important",
-        "service": "dedicated_line.new",
-        "policy_version": "v1",
-        "account": {
-            "name": "某社会服务机构",
-            "tier": "important",
-            "region": "广州",
-            "parent_id": None,
-            "billing_parent_id": None,
-            "industry": None,
-            "account_manager": {"name": "陈经理", "contact": "chen@example.com"},
-            "contacts": None,
-        },
-    }
+    return escalation_record(rung, roles, escalation_id=f"{sla}-esc-{rung}", sla_id=sla)
 
 
 @dataclass

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fixtures.escalations import escalation_record
 
 from greenlane.notify import channels as ch
 from greenlane.notify.config import NotifyConfigError, parse_config
@@ -51,29 +52,9 @@ def config() -> Any:
 
 
 def escalation(rung: int = 1, roles: tuple[str, ...] = ("account_manager",), **kw: Any) -> Any:
-    record = {
-        "record_type": "escalation",
-        "escalation_id": f"esc-{rung}",
-        "sla_id": "sla-1",
-        "account_id": "ORG-GD-0007",
-        "request_id": "ORD-2026-000123",
-        "target": "fulfil",
-        "rung": rung,
-        "roles": list(roles),
-        "fire_at": "2026-10-10T10:00:00+08:00",
-        "sla_due_at": "2026-10-12T09:30:00+08:00",
-        "tier": "important",
-        "service": "dedicated_line.new",
-        "policy_version": "v1",
-        "account": {
-            "name": "某社会服务机构",
-            "tier": "important",
-            "region": "广州",
-            "account_manager": {"name": "陈经理", "contact": "chen@example.com"},
-            "contacts": {"handler": [{"name": "赵工", "contact": "zhao@example.com"}]},
-        },
-    }
-    record.update(kw)
+    handler = {"handler": [{"name": "赵工", "contact": "zhao@example.com"}]}
+    record = escalation_record(rung, roles, account={"contacts": handler})
+    record.update(kw)  # whole fields, `account` included, as a test gives them
     return record
 
 
