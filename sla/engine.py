@@ -206,6 +206,9 @@ class _TargetFold:
         self.cal = calendar
         self.stage_cal = stage_calendar
         self.policy = policy
+        self.at_risk_fraction = policy.at_risk_fraction
+        self._plan: list[tuple[int, int, int]] = []
+        self._plan_budget = -1
         self.span = target.budget_for(info.tier, info.severity, info.priority, info.region)
         # Business seconds; for a span in working days it is fixed when the clock starts.
         self.budget = self.span.seconds
@@ -270,8 +273,10 @@ class _TargetFold:
         """Fire the rungs and the breach that come due up to `t` while the clock runs."""
         if self.c.status != "running":
             return
-        points = self._rung_points()
-        if not self.c.breached:
+        # Only points the clock has reached by `t` can fire: measure once, convert only those.
+        reached = self._elapsed_at(t)
+        points = [p for p in self._rung_points() if p[0] <= reached]
+        if not self.c.breached and self.budget <= reached:
             points.append((self.budget, 0, 0))  # rung 0 stands for the breach itself
         for business_s, rung, repeat in sorted(points, key=lambda p: (p[0], p[1] != 0, p[2])):
             at = self._instant_at(business_s)
@@ -305,12 +310,15 @@ class _TargetFold:
 
     def _rung_points(self) -> list[tuple[int, int, int]]:
         """(business seconds from start, rung, repeat) of every firing not yet fired."""
-        return [
-            (business_s, i + 1, repeat)
-            for i, rung in enumerate(self.ladder)
-            for business_s, repeat in rung.points(self.budget)
-            if (i + 1, repeat) not in self.c.fired
-        ]
+        if self._plan_budget != self.budget:  # the ladder's points for this budget, once
+            self._plan = [
+                (business_s, i + 1, repeat)
+                for i, rung in enumerate(self.ladder)
+                for business_s, repeat in rung.points(self.budget)
+            ]
+            self._plan_budget = self.budget
+        fired = self.c.fired
+        return [p for p in self._plan if (p[1], p[2]) not in fired] if fired else list(self._plan)
 
     # -- conditions -------------------------------------------------------------------
     def apply(self, ev: HistoryEvent, sigs: frozenset[str]) -> None:
@@ -403,7 +411,7 @@ class _TargetFold:
         at_risk = (
             c.status in ("running", "paused")
             and not c.breached
-            and self._elapsed_at(until) >= self.policy.at_risk_fraction * self.budget
+            and self._elapsed_at(until) >= self.at_risk_fraction * self.budget
         )
         predicted = False
         if c.status == "running" and not c.breached and self.info.kind == "order":
@@ -417,13 +425,13 @@ class _TargetFold:
         """The next instant after `until` at which time alone changes this target."""
         if self.c.status != "running":
             return None
+        reached = self._elapsed_at(until)
         points = [business_s for business_s, _, _ in self._rung_points()]
         if not self.c.breached:
             points.append(self.budget)
-            points.append(round(self.policy.at_risk_fraction * self.budget))
-        instants = [self._instant_at(p) for p in points]
-        later = [i for i in instants if i > until]
-        return min(later) if later else None
+            points.append(round(self.at_risk_fraction * self.budget))
+        ahead = [p for p in points if p > reached]
+        return self._instant_at(min(ahead)) if ahead else None
 
 
 def _end_stage(target: Target) -> str | None:
