@@ -93,6 +93,7 @@ class Progress:
     escalations: float = 0
     events: float = 0
     dead_letters: float = 0
+    dead_by_reason: dict[str, float] = field(default_factory=lambda: defaultdict(float))
     accounts: float = 0
 
     @classmethod
@@ -117,6 +118,7 @@ class Progress:
                         out.accounts += sample.value
                 elif sample.name == "greenlane_dead_letters_total":
                     out.dead_letters += sample.value
+                    out.dead_by_reason[sample.labels["reason"]] += sample.value
         return out
 
 
@@ -301,6 +303,7 @@ def run_demo(duration: float | None, lang: str, partitions: int, workdir: Path, 
             "events_per_second": round(progress.events / max(elapsed_ready, 1e-9), 1),
             "escalations": progress.escalations,
             "dead_letters": progress.dead_letters,
+            "dead_letters_by_reason": dict(progress.dead_by_reason),
             "open_slas": dict(progress.open_by_status),
             "audit_rows": _audit_rows(db_path),
         }

@@ -48,7 +48,10 @@ def test_demo_runs_escalates_and_stops_cleanly(tmp_path: Path) -> None:
     assert summary["seconds_to_first_escalation"] < 35
     assert summary["escalations"] > 0
     assert summary["events_processed"] > 500
-    assert summary["dead_letters"] == 4
+    # The simulator's four malformed events; near a year end, deadlines that reach a year with
+    # no official holiday schedule are dead-lettered too, as `calendar_gap`.
+    by_reason = summary["dead_letters_by_reason"]
+    assert sum(n for reason, n in by_reason.items() if reason != "calendar_gap") == 4
     assert summary["audit_rows"] > 0
     assert sum(summary["open_slas"].values()) > 0
     assert "demo finished" in out
