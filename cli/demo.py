@@ -224,6 +224,7 @@ def run_demo(duration: float | None, lang: str, partitions: int, workdir: Path, 
             GREENLANE_WEB_PORT=str(port),
             GREENLANE_AUDIT_URL=f"sqlite:///{db_path}",
             GREENLANE_DATA_DIR=str(workdir / "worker"),
+            GREENLANE_CALENDAR_GAP_AT_START="warn",  # a demo runs on any date
         )
         Settings.model_validate({})  # fail here, not in the worker, on a bad environment
         with (workdir / "worker.log").open("wb") as log:

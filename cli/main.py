@@ -54,7 +54,8 @@ def worker() -> None:
     except PolicyError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from None
-    if not _calendars_cover(greenlane.policy, date.today()):
+    covered = _calendars_cover(greenlane.policy, date.today())
+    if not covered and settings.calendar_gap_at_start == "refuse":
         raise typer.Exit(2)
     try:
         greenlane.open_audit_store()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -49,3 +50,9 @@ class Settings(BaseSettings):
     sweep_interval_s: float = Field(default=1.0, gt=0)
     at_risk_fraction: float = Field(default=0.75, gt=0, lt=1)
     log_level: str = "info"
+    calendar_gap_at_start: Literal["refuse", "warn"] = Field(
+        default="refuse",
+        description="a calendar without an official schedule for today: refuse to start, or "
+        "only warn (deadlines that need the missing year are still dead-lettered, never "
+        "guessed); the demo and the test harness warn, so that they run on any date",
+    )

@@ -121,3 +121,14 @@ def test_policy_explain_names_days_off_rungs_and_who_held_it_up(tmp_path: Path) 
         check=False,
     )
     assert missing.returncode == 1 and "no events of request NOPE" in missing.stderr
+
+
+def test_the_worker_start_check_sees_a_calendar_gap() -> None:
+    from datetime import date
+
+    from greenlane.cli.main import _calendars_cover
+    from greenlane.config.loader import load_policy
+
+    policy = load_policy(EXAMPLE_POLICY)
+    assert _calendars_cover(policy, date(2026, 6, 1))
+    assert not _calendars_cover(policy, date(2027, 2, 1))
