@@ -110,11 +110,12 @@ class TrackerService:
         self.index.schedule(partition, state.key, state.next_wakeup)
         self.metrics.open_slas.update(partition, before, state)
 
-    def _outputs(self, records: tuple[Record, ...]) -> list[Output]:
+    def _outputs(self, records: tuple[Record, ...], count: bool = True) -> list[Output]:
         published = time.time()
         out = []
         for record in records:
-            self.metrics.record_published(record, published)
+            if count:
+                self.metrics.record_published(record, published)
             value = record.to_dict()
             if isinstance(record, Escalation):
                 # Whoever is notified needs the account's people: carry them with the rung.
@@ -171,12 +172,20 @@ class TrackerService:
         _, state = self._load(request_key(event.account_id, event.request_id))
         account_raw = self.accounts.get(event.account_id)
         account = AccountState.from_dict(account_raw) if account_raw else None
-        step = self.tracker.apply(state, event, account, now, lookup=self._account)
+        step = self.tracker.apply(
+            state,
+            event,
+            account,
+            now,
+            lookup=self._account,
+            delivery=f"{topic}:{partition}:{offset}",
+        )
         self.metrics.events.labels(
             topic, event.event_type, "duplicate" if step.duplicate else "processed"
         ).inc()
         if step.duplicate:
-            return []
+            # A redelivery after a crash: what this message produced may never have left.
+            return self._outputs(step.republish, count=False)
         self._store(partition, state, step)
         return self._outputs(step.records)
 

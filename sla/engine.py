@@ -39,6 +39,7 @@ from greenlane.streams.events import (
 )
 
 _CLOSED_TICKET_STATES = ("resolved", "closed")
+RECENT_DELIVERIES = 8  # events per request whose outputs can be re-published on redelivery
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +49,9 @@ class Step:
     state: RequestState
     records: tuple[Record, ...] = ()
     duplicate: bool = False
+    republish: tuple[Record, ...] = ()
+    """On a redelivery (the same message read again after a crash): what that message first
+    produced, to publish again, since a crash may have lost it after the state was saved."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -631,16 +635,26 @@ class Tracker:
         account: AccountState | None,
         now: datetime,
         lookup: AccountLookup | None = None,
+        delivery: str | None = None,
     ) -> Step:
         """Fold one request event (order, ticket or provisioning) into its request's state.
 
         :param lookup: other accounts by id, for a tier inherited from a group or a payer.
+        :param delivery: where the message was read (e.g. topic:partition:offset). The same
+            event read again from the same place is a redelivery after a crash, not a
+            producer's duplicate: what it produced is handed back to publish again (ids are
+            deterministic, so consumers drop what did arrive).
         """
         assert event.request_id is not None
         if state is None:
             state = RequestState(account_id=event.account_id, request_id=event.request_id)
         if state.seen(event.event_id):
-            return Step(state=state, duplicate=True)
+            return Step(
+                state=state,
+                duplicate=True,
+                republish=self._redelivered(state, event.event_id, delivery, now),
+            )
+        before = state.emitted
         state = state.with_event(to_history_event(event))
         if state.info is None and event.event_type.endswith(".created"):
             state = replace(
@@ -648,7 +662,25 @@ class Tracker:
                 info=request_info(event, account, self.policy, lookup),
                 policy_version=self.policy.version,
             )
-        return self.advance(state, now)
+        step = self.advance(state, now)
+        if delivery is None:
+            return step
+        produced = tuple(sorted(step.state.emitted - before))
+        recent = (
+            *step.state.deliveries[-(RECENT_DELIVERIES - 1) :],
+            (event.event_id, delivery, produced),
+        )
+        return replace(step, state=replace(step.state, deliveries=recent))
+
+    def _redelivered(
+        self, state: RequestState, event_id: str, delivery: str | None, now: datetime
+    ) -> tuple[Record, ...]:
+        found = next((d for d in state.deliveries if d[0] == event_id), None)
+        if delivery is None or found is None or found[1] != delivery or not found[2]:
+            return ()
+        ids = set(found[2])
+        projection = project(state, self.policy, now, self.calendars)
+        return fold_rungs(tuple(r for r in projection.records if r.record_id in ids))
 
     def advance(self, state: RequestState, now: datetime) -> Step:
         """Let time pass to `now`: rungs and breaches that came due are emitted."""

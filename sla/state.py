@@ -120,6 +120,8 @@ class RequestState:
     emitted: frozenset[str] = frozenset()
     snapshots: tuple[SlaSnapshot, ...] = ()
     next_wakeup: datetime | None = None
+    deliveries: tuple[tuple[str, str, tuple[str, ...]], ...] = ()
+    """The latest events' (event id, where it was read, ids of the records it produced)."""
 
     @property
     def key(self) -> str:
@@ -144,6 +146,7 @@ class RequestState:
             "emitted": sorted(self.emitted),
             "snapshots": [s.to_list() for s in self.snapshots],
             "next_wakeup": self.next_wakeup.isoformat() if self.next_wakeup else None,
+            "deliveries": [[e, d, list(ids)] for e, d, ids in self.deliveries],
         }
 
     @classmethod
@@ -156,6 +159,7 @@ class RequestState:
             history=tuple(HistoryEvent.from_dict(e) for e in raw.get("history", ())),
             emitted=frozenset(raw.get("emitted", ())),
             snapshots=tuple(SlaSnapshot.from_list(s) for s in raw.get("snapshots", ())),
+            deliveries=tuple((e, d, tuple(ids)) for e, d, ids in raw.get("deliveries", ())),
             next_wakeup=datetime.fromisoformat(raw["next_wakeup"])
             if raw.get("next_wakeup")
             else None,

@@ -189,3 +189,17 @@ def test_recovery_rebuilds_the_index_and_gauges_from_the_table() -> None:
     third.rebuild({0})
     assert metric(third, "greenlane_open_slas") == 0
     assert third.due_partitions({0}) == []
+
+
+def test_a_redelivery_republishes_but_a_producers_duplicate_does_not() -> None:
+    service = make_service(Clock(T0 + timedelta(hours=1)))
+    service.handle(TOPICS.accounts, 1, 0, KEY, ACCOUNT)
+    first = service.handle(TOPICS.tickets, 1, 10, KEY, FAULT)
+    ids = {o.value.get("change_id") or o.value.get("escalation_id") for o in first}
+    assert ids  # started records, a breach and escalations: an hour has passed
+    # The same message read again (a crash lost the outputs, the state survived).
+    again = service.handle(TOPICS.tickets, 1, 10, KEY, FAULT)
+    assert {o.value.get("change_id") or o.value.get("escalation_id") for o in again} == ids
+    # The same event sent again by its producer: a new offset, nothing to publish.
+    assert service.handle(TOPICS.tickets, 1, 11, KEY, FAULT) == []
+    assert metric(service, "greenlane_events_total", outcome="duplicate") == 2

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Every benchmark of docs/benchmarks.md, one after the other (they share 2 cores: never in
+# parallel), each writing bench/results/<name>.json. Run from the repository root:
+#     bash bench/run_all.sh            # about 20 minutes on 2 cores
+#     QUICK=1 bash bench/run_all.sh    # smaller sizes, a few minutes
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=.venv/bin/python
+OUT=bench/results
+mkdir -p "$OUT"
+if [[ "${QUICK:-}" == 1 ]]; then
+    SCALE="10000 100000"; RECOVERY="10000"; EVENTS=5000
+else
+    SCALE="10000 100000 1000000"; RECOVERY="10000 100000 1000000"; EVENTS=20000
+fi
+set -x
+$PY bench/rules_throughput.py --events 20000 --out "$OUT/rules_throughput.json"
+$PY bench/open_sla_scale.py --sizes $SCALE --max-seconds 600 --out "$OUT/open_sla_scale.json"
+$PY bench/timeliness.py --orders 300 --spread 15 --rate 200 --out "$OUT/timeliness.json"
+$PY bench/recovery.py --sizes $RECOVERY --max-seconds 1500 --out "$OUT/recovery.json"
+$PY bench/worker_throughput.py --events $EVENTS --out "$OUT/worker_throughput.json"
+$PY bench/worker_throughput.py --events $EVENTS --without-workaround \
+    --out "$OUT/worker_throughput_without_workaround.json"
+if $PY -c 'import matplotlib' 2>/dev/null; then $PY bench/plot_results.py; fi
