@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from functools import lru_cache
 
 from greenlane.sla.accounts import AccountLookup, resolve_tier
 from greenlane.sla.calendar import BusinessCalendar
@@ -170,6 +171,11 @@ def signals(history: Iterable[HistoryEvent]) -> list[tuple[HistoryEvent, frozens
     return out
 
 
+@lru_cache(maxsize=1024)
+def _as_set(signals: tuple[str, ...]) -> frozenset[str]:
+    return frozenset(signals)
+
+
 @dataclass(slots=True)
 class _Clock:
     """One target's running state while folding the history (mutable, local to a fold)."""
@@ -202,8 +208,12 @@ class _TargetFold:
         calendar: BusinessCalendar,
         stage_calendar: BusinessCalendar,
         policy: Policy,
+        skip: frozenset[str] = frozenset(),
     ) -> None:
         self.state = state
+        # Ids already published: their records are not built again (the fold still counts
+        # them, since ids and later records depend on what came before).
+        self.skip = skip
         self.info = info
         self.target = target
         self.ladder = ladder
@@ -211,6 +221,13 @@ class _TargetFold:
         self.stage_cal = stage_calendar
         self.policy = policy
         self.at_risk_fraction = policy.at_risk_fraction
+        # The target's conditions as sets, once per fold rather than once per event.
+        self.on_start = _as_set(target.start)
+        self.on_stop = _as_set(target.stop)
+        self.on_pause = _as_set(target.pause)
+        self.on_resume = _as_set(target.resume)
+        self.on_cancel = _as_set(target.cancel)
+        self.on_reopen = _as_set(target.reopen)
         self._plan: list[tuple[int, int, int]] = []
         self._plan_budget = -1
         self.span = target.budget_for(info.tier, info.severity, info.priority, info.region)
@@ -250,9 +267,12 @@ class _TargetFold:
     ) -> None:
         n = self.c.kind_counts.get(kind, 0)
         self.c.kind_counts[kind] = n + 1
+        change_id = stable_id(self.sla_id, kind, n)
+        if change_id in self.skip:
+            return
         self.records.append(
             SlaChange(
-                change_id=stable_id(self.sla_id, kind, n),
+                change_id=change_id,
                 sla_id=self.sla_id,
                 cycle=self.c.cycle,
                 account_id=self.state.account_id,
@@ -272,6 +292,10 @@ class _TargetFold:
             )
         )
 
+    def _skips(self, kind: str) -> bool:
+        """True when the next `kind` change of this SLA is already published."""
+        return stable_id(self.sla_id, kind, self.c.kind_counts.get(kind, 0)) in self.skip
+
     # -- time passing -----------------------------------------------------------------
     def advance(self, t: datetime) -> None:
         """Fire the rungs and the breach that come due up to `t` while the clock runs."""
@@ -288,15 +312,20 @@ class _TargetFold:
                 continue
             if rung == 0:
                 self.c.breached, self.c.breached_at = True, at
-                self._change("breached", at, due=at, attribution=self._attribution(at))
+                # Attribution is the costly part of a breach: only for a record to build.
+                attribution = () if self._skips("breached") else self._attribution(at)
+                self._change("breached", at, due=at, attribution=attribution)
             else:
                 self.c.fired.add((rung, repeat))
                 ident: tuple[int, ...] = (rung,) if repeat == 0 else (rung, repeat)
                 if self.c.cycle > 1:
                     ident = (*ident, self.c.cycle)
+                escalation_id = stable_id(self.sla_id, "rung", *ident)
+                if escalation_id in self.skip:
+                    continue
                 self.records.append(
                     Escalation(
-                        escalation_id=stable_id(self.sla_id, "rung", *ident),
+                        escalation_id=escalation_id,
                         sla_id=self.sla_id,
                         account_id=self.state.account_id,
                         request_id=self.state.request_id,
@@ -330,7 +359,7 @@ class _TargetFold:
         self._measure_held(ev, sigs)
         tgt, c, t = self.target, self.c, ev.at
         if c.status == "idle":
-            if sigs & set(tgt.start):
+            if sigs & self.on_start:
                 if self.span.in_working_days:
                     due = self.cal.add_working_days(t, self.span.working_days, tgt.day_mode)
                     self.budget = self.cal.between(t, due)
@@ -338,15 +367,15 @@ class _TargetFold:
                 self._change("started", t, due=self._due())
             return
         if c.status in ("running", "paused"):
-            if sigs & set(tgt.cancel):
+            if sigs & self.on_cancel:
                 self._settle(t)
                 c.status = "cancelled"
                 self._change("cancelled", t, due=None, reason=ev.reason)
-            elif sigs & set(tgt.stop):
+            elif sigs & self.on_stop:
                 self._settle(t)
                 c.status, c.stopped_at = ("stopped" if c.breached else "met"), t
                 self._change(c.status, t, due=None)
-            elif c.status == "running" and sigs & set(tgt.pause):
+            elif c.status == "running" and sigs & self.on_pause:
                 due = self._due()
                 self._settle(t)
                 c.status, c.paused_since = "paused", t
@@ -356,7 +385,7 @@ class _TargetFold:
                 c.status, c.mark = "running", t
                 self._change("resumed", t, due=self._due(), reason=ev.reason)
             return
-        if c.status in ("met", "stopped") and sigs & set(tgt.reopen):
+        if c.status in ("met", "stopped") and sigs & self.on_reopen:
             assert c.stopped_at is not None
             if tgt.on_reopen == "new_cycle":
                 # A fresh cycle with its own budget and rungs; the ended cycle keeps its
@@ -390,9 +419,9 @@ class _TargetFold:
             c.held_since = ev.at
 
     def _resumes(self, sigs: frozenset[str]) -> bool:
-        if self.target.resume:
-            return bool(sigs & set(self.target.resume))
-        return any(s.startswith("state:") for s in sigs) and not sigs & set(self.target.pause)
+        if self.on_resume:
+            return bool(sigs & self.on_resume)
+        return any(s.startswith("state:") for s in sigs) and not sigs & self.on_pause
 
     def _settle(self, t: datetime) -> None:
         """Bank the business time up to `t` and leave the clock stopped at `t`."""
@@ -570,8 +599,11 @@ def project(
     policy: Policy,
     now: datetime,
     calendars: Mapping[str, BusinessCalendar] | None = None,
+    skip: frozenset[str] = frozenset(),
 ) -> Projection:
     """All records of a request up to `now`, where each SLA stands, and when to look again.
+
+    Records whose ids are in `skip` (already published) are left out of the result.
 
     The clock is `now`: events apply at their own event time once `now` has reached it, and
     rungs and breaches fire only up to `now`. An event delivered ahead of an earlier, late
@@ -597,6 +629,7 @@ def project(
             cals[target.calendar],
             cals[policy.stage_calendar],
             policy,
+            skip,
         )
         for target in targets
     ]
@@ -684,9 +717,12 @@ class Tracker:
 
     def advance(self, state: RequestState, now: datetime) -> Step:
         """Let time pass to `now`: rungs and breaches that came due are emitted."""
-        projection = project(state, self.policy, now, self.calendars)
+        replan = state.info is not None and state.policy_version != self.policy.version
+        # A replan reads the records already published; otherwise they are not rebuilt.
+        skip = frozenset() if replan else state.emitted
+        projection = project(state, self.policy, now, self.calendars, skip)
         new = tuple(r for r in projection.records if r.record_id not in state.emitted)
-        if state.info is not None and state.policy_version != self.policy.version:
+        if replan:
             new += self._replans(state, projection, now)
             state = replace(state, policy_version=self.policy.version)
         state = replace(

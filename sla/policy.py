@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import re
 from datetime import date, time, timedelta
+from functools import lru_cache
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -185,11 +186,19 @@ class Rung(_Frozen):
         A point at or before the start never fires: an offset larger than a short target
         must not escalate the moment the request is opened.
         """
-        base = round(self.fraction * budget_s) if self.is_share else budget_s + self.offset_s
-        if base <= 0:
-            return []
-        every = int(self.repeat_every or 0)
-        return [(base + n * every, n) for n in range(self.repeats + 1)]
+        return list(_rung_points(self.at, int(self.repeat_every or 0), self.repeats, budget_s))
+
+
+@lru_cache(maxsize=4096)
+def _rung_points(at: str, every: int, repeats: int, budget_s: int) -> tuple[tuple[int, int], ...]:
+    """`Rung.points`, memoised: the rules ask for the same ladder on every event."""
+    if at.endswith("%"):
+        base = round(float(at[:-1]) / 100.0 * budget_s)
+    else:
+        base = budget_s + (-1 if at[3] == "-" else 1) * parse_duration(at[4:])
+    if base <= 0:
+        return ()
+    return tuple((base + n * every, n) for n in range(repeats + 1))
 
 
 class Budgets(_Frozen):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
 from typing import Any, Literal
 
 ChangeKind = Literal[
@@ -28,8 +29,10 @@ an open SLA judged from now on by a changed policy (its elapsed and paused time 
 its target and due time may change)."""
 
 
+@lru_cache(maxsize=1 << 16)
 def stable_id(*parts: object) -> str:
-    """A short deterministic id from the parts that identify a record."""
+    """A short deterministic id from the parts that identify a record (memoised: the rules
+    derive the same ids again on every event of a request)."""
     text = "\x1f".join(p.isoformat() if isinstance(p, datetime) else str(p) for p in parts)
     return hashlib.blake2b(text.encode("utf-8"), digest_size=12).hexdigest()
 
