@@ -15,7 +15,7 @@ import base64
 import logging
 import time
 from collections.abc import AsyncIterator, Iterator, MutableMapping
-from typing import Any
+from typing import Any, cast
 
 import faust
 import orjson
@@ -23,18 +23,23 @@ from faust.types import TableT
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from greenlane.agents.metrics import WorkerMetrics, faust_consumer_lag
-from greenlane.agents.tracking import Output, TrackerService, utc_now
+from greenlane.agents.tracking import Message, Output, TrackerService, utc_now
 from greenlane.audit.migrate import SchemaNotCurrent, ensure_current
 from greenlane.audit.store import AuditStore
 from greenlane.config.loader import load_policy
-from greenlane.config.settings import Settings
+from greenlane.config.settings import Settings, bootstrap_of
 from greenlane.sla.engine import Tracker
 from greenlane.streams.codec import encode_record
+from greenlane.streams.publisher import BatchPublisher
 from greenlane.streams.tansu import TANSU_FAUST_WORKAROUNDS
 
 log = logging.getLogger(__name__)
 
 AUDIT_BATCH = 500
+# Events the tracker takes at once: enough to coalesce a request's writes and send outputs
+# in few Kafka batches; the wait for a batch to fill bounds what a lone event or tick waits.
+TRACK_BATCH = 500
+TRACK_BATCH_WAIT_S = 0.02
 TICK_RESEND_S = 5.0
 # aiohttp takes the charset separately, so the exposition format's type goes without it.
 METRICS_TYPE = CONTENT_TYPE_LATEST.split(";")[0] + "; version=0.0.4"
@@ -58,6 +63,16 @@ class JsonTable(MutableMapping[str, Any]):
 
     def __setitem__(self, key: str, value: Any) -> None:
         self.table[key.encode("utf-8")] = orjson.dumps(value)
+
+    def put(self, key: str, partition: int, value: Any) -> None:
+        """Write `key` to the changelog's `partition`, whatever event is current.
+
+        Faust picks a table write's changelog partition from the event being processed; in
+        a batch that is the batch's last event, which may be on another partition.
+        """
+        raw_key, raw = key.encode("utf-8"), orjson.dumps(value)
+        self.table.send_changelog(partition, raw_key, raw)
+        self.table.data[raw_key] = raw
 
     def __delitem__(self, key: str) -> None:
         del self.table[key.encode("utf-8")]
@@ -108,10 +123,7 @@ class Greenlane:
             topics.orders, topics.tickets, topics.provisioning, topics.accounts, topics.ticks
         )
         self.ticks = self._raw_topic(topics.ticks)
-        self.outputs = {
-            name: self._raw_topic(name)
-            for name in (topics.sla_changes, topics.escalations, topics.deadletter)
-        }
+        self.publisher = BatchPublisher(bootstrap_of(settings.broker), f"{settings.app_id}-out")
         self.requests = self._table("requests")
         # Every worker holds every account: a branch's group or payer may live on another
         # partition, and its tier decides the branch's commitments.
@@ -155,31 +167,40 @@ class Greenlane:
             if tp.topic == self.settings.topics.ticks
         }
 
-    def publish(self, outputs: list[Output]) -> None:
-        """Queue output records, keyed by account id, on the producer's buffer.
+    async def publish(self, outputs: list[Output]) -> None:
+        """Send output records, keyed by account id, and wait until the broker has them.
 
-        Not awaited one by one: Faust flushes the producer before it commits an offset, so
-        an event's outputs are on the broker before the event counts as done.
+        The batch's events are acknowledged only after this returns, so no offset is
+        committed past an event whose outputs are not on the broker. (Its state, in the
+        table's changelog, goes through Faust's producer, which Faust flushes before a
+        commit.)
         """
-        for out in outputs:
-            self.outputs[out.topic].send_soon(
-                key=out.key.encode("utf-8"), value=encode_record(out.value)
-            )
+        await self.publisher.publish(
+            (out.topic, out.key.encode("utf-8"), encode_record(out.value)) for out in outputs
+        )
 
     def _wire(self) -> None:
         app, service, settings = self.app, self.service, self.settings
 
         @app.agent(self.input, name="greenlane.track")
         async def track(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
-            async for event in stream.events():
-                msg = event.message
-                if msg.topic == settings.topics.ticks:
-                    self.tick_sent.pop(msg.partition, None)
-                outputs = service.handle_safely(
-                    msg.topic, msg.partition, msg.offset, msg.key, msg.value
-                )
-                self.publish(outputs)
-                yield None
+            # take_events is on Faust's Stream, not yet on its StreamT interface.
+            batches = cast(faust.Stream[bytes], stream).take_events(
+                TRACK_BATCH, within=TRACK_BATCH_WAIT_S
+            )
+            try:
+                async for events in batches:
+                    batch = [
+                        Message(m.topic, m.partition, m.offset, m.key, m.value)
+                        for m in (event.message for event in events)
+                    ]
+                    for m in batch:
+                        if m.topic == settings.topics.ticks:
+                            self.tick_sent.pop(m.partition, None)
+                    await self.publish(service.handle_batch(batch))
+                    yield None
+            finally:
+                await self.publisher.stop()
 
         @app.timer(interval=settings.sweep_interval_s, name="greenlane.sweep")
         async def sweep() -> None:

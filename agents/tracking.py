@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import logging
 import time
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable, Iterable, MutableMapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -26,7 +26,33 @@ from greenlane.streams.codec import DecodeError, decode_event
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
+Put = Callable[[str, int, Any], None]
 SWEEP_RETRY = timedelta(hours=1)
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One message as read: where from, and its raw key and value."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
+def partitioned_put(table: MutableMapping[str, Any]) -> Put:
+    """How to write `table` to a given partition: its own `put(key, partition, value)` when it
+    has one (a Faust table, whose changelog partition must not depend on the event that
+    happens to be current in a batch), else a plain assignment (dicts in tests)."""
+    put: Put | None = getattr(table, "put", None)
+    if put is not None:
+        return put
+
+    def assign(key: str, partition: int, value: Any) -> None:
+        table[key] = value
+
+    return assign
 
 
 def utc_now() -> datetime:
@@ -89,6 +115,12 @@ class TrackerService:
         self.metrics = metrics
         self.index = DueIndex()
         self.clock = clock
+        self._put_request = partitioned_put(requests)
+        self._put_account = partitioned_put(accounts)
+        # Within a batch, request states live here and are written once per request at its
+        # end: five events of one request make one changelog record, not five.
+        self._batch: dict[str, tuple[int, RequestState]] | None = None
+        self._dirty: set[str] = set()
         self.topics = {
             "sla_change": sla_changes_topic,
             "escalation": escalations_topic,
@@ -99,6 +131,8 @@ class TrackerService:
 
     # -- state access (table values are plain JSON-able dicts) ----------------------------
     def _load(self, key: str) -> tuple[int | None, RequestState | None]:
+        if self._batch is not None and (held := self._batch.get(key)) is not None:
+            return held
         raw = self.requests.get(key)
         if raw is None:
             return None, None
@@ -106,9 +140,16 @@ class TrackerService:
 
     def _store(self, partition: int, before: RequestState | None, step: Step) -> None:
         state = step.state
-        self.requests[state.key] = {"p": partition, "s": state.to_dict()}
+        if self._batch is not None:
+            self._batch[state.key] = (partition, state)
+            self._dirty.add(state.key)
+        else:
+            self._write(state.key, partition, state)
         self.index.schedule(partition, state.key, state.next_wakeup)
         self.metrics.open_slas.update(partition, before, state)
+
+    def _write(self, key: str, partition: int, state: RequestState) -> None:
+        self._put_request(key, partition, {"p": partition, "s": state.to_dict()})
 
     def _outputs(self, records: tuple[Record, ...], count: bool = True) -> list[Output]:
         published = time.time()
@@ -165,7 +206,7 @@ class TrackerService:
             after = apply_account(before, event)
             outcome = "processed" if after is not before else "duplicate"
             if after is not before:
-                self.accounts[event.account_id] = after.to_dict()
+                self._put_account(event.account_id, partition, after.to_dict())
             self.metrics.events.labels(topic, event.event_type, outcome).inc()
             return []
         assert event.request_id is not None
@@ -212,6 +253,25 @@ class TrackerService:
         record = dead_letter(topic, partition, offset, key, value, error, self.clock())
         dl_key = key.decode("utf-8", "replace") if key else ""
         return [Output(self.topics["deadletter"], dl_key, record)]
+
+    def handle_batch(self, messages: Iterable[Message]) -> list[Output]:
+        """`handle_safely` for each message in order, with each request's state written once.
+
+        Outputs come in message order. The states are written before this returns, so the
+        caller queues them (changelog) ahead of the outputs, as for single messages.
+        """
+        self._batch, self._dirty = {}, set()
+        outputs: list[Output] = []
+        try:
+            for m in messages:
+                outputs.extend(self.handle_safely(m.topic, m.partition, m.offset, m.key, m.value))
+        finally:
+            batch, dirty = self._batch, self._dirty
+            self._batch, self._dirty = None, set()
+            for key in sorted(dirty):
+                partition, state = batch[key]
+                self._write(key, partition, state)
+        return outputs
 
     def sweep(self, partition: int) -> list[Output]:
         """Let time pass for the requests on `partition` whose wake-up has come."""

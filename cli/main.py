@@ -13,7 +13,7 @@ import typer
 from greenlane.cli.audit import audit_cli, db_cli
 from greenlane.cli.notify import notify_cli
 from greenlane.config.errors import PolicyError
-from greenlane.config.settings import Settings
+from greenlane.config.settings import Settings, bootstrap_of
 from greenlane.sla.policy import Policy
 
 COVERAGE_HORIZON_DAYS = 60
@@ -31,11 +31,6 @@ cli.add_typer(topics_cli, name="topics")
 cli.add_typer(db_cli, name="db")
 cli.add_typer(audit_cli, name="audit")
 cli.add_typer(notify_cli, name="notify")
-
-
-def bootstrap_of(broker_url: str) -> str:
-    """`host:port[,host:port]` from a Faust broker URL (`kafka://host:port;host:port`)."""
-    return ",".join(part.split("://", 1)[-1] for part in broker_url.replace(";", ",").split(","))
 
 
 @cli.command()

@@ -56,3 +56,8 @@ class Settings(BaseSettings):
         "only warn (deadlines that need the missing year are still dead-lettered, never "
         "guessed); the demo and the test harness warn, so that they run on any date",
     )
+
+
+def bootstrap_of(broker_url: str) -> str:
+    """`host:port[,host:port]` from a Faust broker URL (`kafka://host:port;host:port`)."""
+    return ",".join(part.split("://", 1)[-1] for part in broker_url.replace(";", ",").split(","))
