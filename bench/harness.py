@@ -23,7 +23,8 @@ BENCH = Path(__file__).parent
 PARTITIONS = 4
 
 
-def fresh_topics(broker: EmbeddedBroker) -> tuple[TopicSettings, str]:
+def fresh_topics(broker: EmbeddedBroker, partitions: int = PARTITIONS) -> tuple[TopicSettings, str]:
+    """Greenlane's topics under a fresh prefix, created; and a fresh app id to go with them."""
     prefix = f"b{uuid.uuid4().hex[:8]}"
     topics = TopicSettings(
         **{
@@ -31,14 +32,19 @@ def fresh_topics(broker: EmbeddedBroker) -> tuple[TopicSettings, str]:
             for name, default in TopicSettings().model_dump().items()
         }
     )
-    create_topics(broker.bootstrap, all_topics(topics, PARTITIONS))
+    create_topics(broker.bootstrap, all_topics(topics, partitions))
     return topics, f"greenlane-{prefix}"
 
 
 class WorkerProcess:
     def __init__(
-        self, broker: EmbeddedBroker, topics: TopicSettings, app_id: str, workdir: Path,
-        policy: Path | None = None, sweep_s: float = 0.2,
+        self,
+        broker: EmbeddedBroker,
+        topics: TopicSettings,
+        app_id: str,
+        workdir: Path,
+        policy: Path | None = None,
+        sweep_s: float = 0.2,
     ) -> None:
         self.port = free_port()
         t = topics
@@ -69,7 +75,9 @@ class WorkerProcess:
         with self.log.open("wb") as out:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "greenlane.cli.main", "worker"],
-                env=env, stdout=out, stderr=subprocess.STDOUT,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
             )
 
     def get(self, path: str) -> bytes | None:

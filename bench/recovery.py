@@ -45,7 +45,10 @@ def run(n: int, base: dict, timeout: float) -> dict:
             broker.bootstrap, [TopicSpec(changelog, PARTITIONS, {"cleanup.policy": "compact"})]
         )
         producer = KafkaProducer(
-            bootstrap_servers=broker.bootstrap, batch_size=1, linger_ms=0, acks=1,
+            bootstrap_servers=broker.bootstrap,
+            batch_size=1,
+            linger_ms=0,
+            acks=1,
             max_in_flight_requests_per_connection=5,
         )
         t0 = time.perf_counter()

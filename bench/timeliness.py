@@ -31,10 +31,12 @@ from greenlane.streams.tansu import EmbeddedBroker
 def background(bootstrap: str, topic: str, rate: float, stop: threading.Event) -> int:
     producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
     start = datetime.now(UTC) - timedelta(days=2)
-    steps = [("ticket.created", {"category": "fault", "severity": 2}),
-             ("ticket.state_changed", {"state": "acknowledged"}),
-             ("ticket.milestone", {"name": "restored"}),
-             ("ticket.state_changed", {"state": "closed"})]
+    steps = [
+        ("ticket.created", {"category": "fault", "severity": 2}),
+        ("ticket.state_changed", {"state": "acknowledged"}),
+        ("ticket.milestone", {"name": "restored"}),
+        ("ticket.state_changed", {"state": "closed"}),
+    ]
     t0, sent = time.monotonic(), 0
     while not stop.is_set():
         due = int((time.monotonic() - t0) * rate)
@@ -42,9 +44,14 @@ def background(bootstrap: str, topic: str, rate: float, stop: threading.Event) -
             request, step = divmod(sent, len(steps))
             kind, data = steps[step]
             account = f"ENT-BG-{request % 100:04d}"
-            body = {"event_id": f"bg-{sent}", "event_type": kind,
-                    "event_time": (start + timedelta(seconds=sent)).isoformat(),
-                    "account_id": account, "request_id": f"BG-{request}", "data": data}
+            body = {
+                "event_id": f"bg-{sent}",
+                "event_type": kind,
+                "event_time": (start + timedelta(seconds=sent)).isoformat(),
+                "account_id": account,
+                "request_id": f"BG-{request}",
+                "data": data,
+            }
             producer.send(topic, key=account.encode(), value=orjson.dumps(body))
             sent += 1
         stop.wait(0.01)  # pacing of the load generator
@@ -62,15 +69,18 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp, EmbeddedBroker() as broker:
         topics, app_id = fresh_topics(broker)
-        worker = WorkerProcess(broker, topics, app_id, Path(tmp),
-                               policy=BENCH / "policies" / "fast-orders.yaml")
+        worker = WorkerProcess(
+            broker, topics, app_id, Path(tmp), policy=BENCH / "policies" / "fast-orders.yaml"
+        )
         try:
             worker.wait(lambda: worker.partitions() == 4, 120, "worker ready")
             stop = threading.Event()
             bg_count: list[int] = []
             bg = threading.Thread(
                 target=lambda: bg_count.append(
-                    background(broker.bootstrap, topics.tickets, args.rate, stop)))
+                    background(broker.bootstrap, topics.tickets, args.rate, stop)
+                )
+            )
             bg.start()
             producer = KafkaProducer(bootstrap_servers=broker.bootstrap)
             t0 = time.monotonic()
@@ -78,15 +88,24 @@ def main() -> None:
                 while time.monotonic() - t0 < i * args.spread / args.orders:
                     time.sleep(0.002)  # pacing of the order generator
                 account = f"ENT-OR-{i % 50:04d}"
-                body = {"event_id": f"o-{i}", "event_type": "order.created",
-                        "event_time": datetime.now(UTC).isoformat(), "account_id": account,
-                        "request_id": f"O-{i}", "data": {"service": "internet.new"}}
+                body = {
+                    "event_id": f"o-{i}",
+                    "event_type": "order.created",
+                    "event_time": datetime.now(UTC).isoformat(),
+                    "account_id": account,
+                    "request_id": f"O-{i}",
+                    "data": {"service": "internet.new"},
+                }
                 producer.send(topics.orders, key=account.encode(), value=orjson.dumps(body))
                 producer.flush()
             producer.close()
-            consumer = KafkaConsumer(topics.escalations, bootstrap_servers=broker.bootstrap,
-                                     auto_offset_reset="earliest", group_id=None,
-                                     consumer_timeout_ms=500)
+            consumer = KafkaConsumer(
+                topics.escalations,
+                bootstrap_servers=broker.bootstrap,
+                auto_offset_reset="earliest",
+                group_id=None,
+                consumer_timeout_ms=500,
+            )
             lateness: list[float] = []
             deadline = time.monotonic() + args.spread + 120
             want = 3 * args.orders
@@ -121,8 +140,10 @@ def main() -> None:
             "min": round(min(lateness), 3) if lateness else None,
         },
         "goal_p99_s": 1.0,
-        "worker_histogram": {"count": hist_count, "share_le_1s": round(hist_le1 / hist_count, 3)
-                             if hist_count > 0 else None},
+        "worker_histogram": {
+            "count": hist_count,
+            "share_le_1s": round(hist_le1 / hist_count, 3) if hist_count > 0 else None,
+        },
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
     }
     print(json.dumps(result, indent=2))

@@ -1,8 +1,17 @@
-"""Events/s one Greenlane worker processes end to end on the embedded broker.
+"""Events/s of one Greenlane worker end to end on the embedded broker, and two references.
 
-Publishes N contract events (fault tickets with their lifecycles) before the worker starts,
-then measures from the first processed event to the last, reading the worker's /metrics.
-Prints the numbers and writes a JSON result.
+Publishes N contract events (fault tickets with their lifecycles) once, then measures over
+those same records, each figure with its own consumer group:
+
+1. raw aiokafka consume (no processing);
+2. the hand-written aiokafka pipeline of bench/ceiling.py (decode, one state write to a
+   changelog topic, one output record per event): the practical ceiling for Python, with and
+   without the Tansu one-record-per-batch workaround (BROKER.md, defect 1);
+3. the worker (`greenlane.cli.main worker`), from the first processed event to the last,
+   read from its /metrics; with the workaround unless `--without-workaround`.
+
+Goal (issue): (3) >= 50 % of (2) and >= 20,000 events/s per worker. Prints the figures as
+JSON and writes them to `--out`.
 
     .venv/bin/python bench/worker_throughput.py --events 20000 [--out bench/results/x.json]
 """
@@ -22,18 +31,24 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import orjson
+from ceiling import NotReached, measure, one_record_per_batch
+from harness import fresh_topics
 from kafka import KafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
 
 from greenlane.config.settings import TopicSettings
-from greenlane.streams.admin import create_topics
 from greenlane.streams.tansu import EmbeddedBroker, free_port
-from greenlane.streams.topics import all_topics
+
+# Faust's own default of `producer_max_batch_size` (aiokafka's 16 kB), used when unset.
+FAUST_DEFAULT_MAX_BATCH_SIZE = 16384
 
 
-def events(n: int, start: datetime) -> list[tuple[str, bytes, bytes]]:
-    """(topic, key, value) for n events: tickets of 200 accounts, five events each."""
-    topics = TopicSettings()
+def events(n: int, start: datetime, topic: str | None = None) -> list[tuple[str, bytes, bytes]]:
+    """(topic, key, value) for n events: tickets of 200 accounts, five events each.
+
+    `topic` defaults to the configured tickets topic.
+    """
+    tickets = topic or TopicSettings().tickets
     out = []
     steps = [
         ("ticket.created", {"category": "fault", "severity": 2}),
@@ -54,11 +69,12 @@ def events(n: int, start: datetime) -> list[tuple[str, bytes, bytes]]:
             "request_id": f"TT-{request}",
             "data": data,
         }
-        out.append((topics.tickets, account.encode(), orjson.dumps(body)))
+        out.append((tickets, account.encode(), orjson.dumps(body)))
     return out
 
 
 def processed(url: str) -> float:
+    """The worker's `greenlane_events_total`, summed over its labels."""
     with urllib.request.urlopen(url, timeout=5) as response:
         text = response.read().decode()
     return sum(
@@ -69,7 +85,69 @@ def processed(url: str) -> float:
     )
 
 
+WORKER_CONF_PROBE = """
+import json
+from greenlane.agents.app import faust_settings
+from greenlane.config.settings import Settings
+print(json.dumps(faust_settings(Settings()).get("producer_max_batch_size")))
+"""
+
+
+def worker_max_batch_size(env: dict[str, str]) -> int:
+    """The aiokafka `max_batch_size` the worker's producer gets from this environment.
+
+    Asked of Greenlane's own settings code in a child with the worker's environment, so the
+    reported flag follows whatever the worker really applies.
+    """
+    out = subprocess.run(
+        [sys.executable, "-c", WORKER_CONF_PROBE], env=env, capture_output=True, check=True
+    )
+    value = json.loads(out.stdout)
+    return FAUST_DEFAULT_MAX_BATCH_SIZE if value is None else int(value)
+
+
+def measure_worker(env: dict[str, str], url: str, n: int, timeout: float) -> tuple[float, float]:
+    """Run the worker until its /metrics count reaches n; (events counted, seconds)."""
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "greenlane.cli.main", "worker"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    first = last = None
+    count = 0.0
+    deadline = time.perf_counter() + timeout
+    try:
+        while True:
+            try:
+                count = processed(url)
+            except OSError:
+                count = 0
+            now = time.perf_counter()
+            if count > 0 and first is None:
+                first = (now, count)
+            if count >= n:
+                last = (now, count)
+                break
+            if worker.poll() is not None:
+                raise SystemExit(f"worker exited with status {worker.returncode}")
+            if now > deadline:
+                raise SystemExit(f"worker: {count:.0f} of {n} events within {timeout:.0f} s")
+            time.sleep(0.05)  # sampling interval of the measurement
+    finally:
+        worker.terminate()
+        try:
+            worker.wait(30)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait()
+            print("worker did not stop within 30 s of SIGTERM", file=sys.stderr)
+    assert first is not None and last is not None
+    return last[1] - first[1], last[0] - first[0]
+
+
 def main() -> None:
+    """Publish once, measure the three figures, print and write the JSON."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--partitions", type=int, default=4)
@@ -77,12 +155,16 @@ def main() -> None:
     parser.add_argument(
         "--without-workaround",
         action="store_true",
-        help="normal producer batching (table recovery on Tansu is then not exact)",
+        help="the worker with normal producer batching (table recovery on Tansu is then not "
+        "exact); the pipeline is measured both ways regardless",
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=600.0, help="seconds each figure may take at most"
     )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp, EmbeddedBroker() as broker:
-        create_topics(broker.bootstrap, all_topics(TopicSettings(), args.partitions))
-        batch = events(args.events, datetime.now(UTC) - timedelta(days=2))
+        topics, app_id = fresh_topics(broker, args.partitions)
+        batch = events(args.events, datetime.now(UTC) - timedelta(days=2), topics.tickets)
         producer = KafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=20)
         t0 = time.perf_counter()
         for topic, key, value in batch:
@@ -90,9 +172,16 @@ def main() -> None:
         producer.flush()
         producer.close()
         publish_s = time.perf_counter() - t0
+        try:
+            refs = measure(
+                broker.bootstrap, topics.tickets, args.events, args.partitions, args.timeout
+            )
+        except NotReached as exc:
+            raise SystemExit(str(exc)) from None
         port = free_port()
         env = dict(
             os.environ,
+            GREENLANE_APP_ID=app_id,
             GREENLANE_BROKER=broker.faust_url,
             GREENLANE_EMBEDDED_BROKER=str(not args.without_workaround).lower(),
             GREENLANE_PARTITIONS=str(args.partitions),
@@ -100,49 +189,44 @@ def main() -> None:
             GREENLANE_AUDIT_URL=f"sqlite:///{tmp}/audit.db",
             GREENLANE_DATA_DIR=tmp,
             GREENLANE_LOG_LEVEL="warning",
+            **{
+                f"GREENLANE_TOPICS__{name.upper()}": value
+                for name, value in topics.model_dump().items()
+            },
         )
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "greenlane.cli.main", "worker"],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        batch_size = worker_max_batch_size(env)
         url = f"http://127.0.0.1:{port}/metrics"
-        first = last = None
-        try:
-            while True:
-                try:
-                    count = processed(url)
-                except OSError:
-                    count = 0
-                now = time.perf_counter()
-                if count > 0 and first is None:
-                    first = (now, count)
-                if count >= args.events:
-                    last = (now, count)
-                    break
-                if worker.poll() is not None:
-                    raise SystemExit("worker exited")
-                time.sleep(0.05)  # sampling interval of the measurement
-        finally:
-            worker.terminate()
-            try:
-                worker.wait(30)
-            except subprocess.TimeoutExpired:
-                worker.kill()
-                worker.wait()
-                print("worker did not stop within 30 s of SIGTERM", file=sys.stderr)
-    assert first is not None and last is not None
-    seconds = last[0] - first[0]
-    rate = (last[1] - first[1]) / seconds if seconds > 0 else float("nan")
+        counted, seconds = measure_worker(env, url, args.events, args.timeout)
+    rate = counted / seconds if seconds > 0 else float("nan")
+    worker_one_per_batch = one_record_per_batch(batch_size)
+    # The pipeline run with the same batching as the worker is the one to compare against.
+    same = "with_workaround" if worker_one_per_batch else "without_workaround"
+    pipeline = {
+        variant: round(refs[f"pipeline_{variant}"].events_per_s)
+        for variant in ("with_workaround", "without_workaround")
+    }
     result = {
         "events": args.events,
         "partitions": args.partitions,
         "publish_events_per_s": round(args.events / publish_s),
+        "raw_consume_events_per_s": round(refs["raw_consume"].events_per_s),
+        "pipeline_events_per_s": pipeline,
         "worker_events_per_s": round(rate),
-        "seconds": round(seconds, 2),
+        "worker_to_pipeline_ratio": round(rate / pipeline[same], 3),
+        "worker_compared_with": f"pipeline_events_per_s.{same}",
+        "seconds": {
+            "raw_consume": round(refs["raw_consume"].seconds, 2),
+            **{
+                f"pipeline_{v}": round(refs[f"pipeline_{v}"].seconds, 2)
+                for v in ("with_workaround", "without_workaround")
+            },
+            "worker": round(seconds, 2),
+        },
+        "goal": {"worker_events_per_s": 20_000, "worker_to_pipeline_ratio": 0.5},
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-        "tansu_one_record_per_batch": not args.without_workaround,
+        # What the worker's producer really ran with (aiokafka max_batch_size, bytes).
+        "worker_producer_max_batch_size": batch_size,
+        "tansu_one_record_per_batch": worker_one_per_batch,
     }
     print(json.dumps(result, indent=2))
     if args.out:

@@ -61,6 +61,7 @@ def run_replay(
             events.append(decode_event(line))
         except DecodeError as exc:
             err.write(f"{events_path}:{number}: {exc.reason}: {exc.detail}\n")
+
     def report_gap(key: str, gap: Exception) -> None:
         err.write(f"{events_path}: {key}: calendar_gap: {gap}\n")
 
