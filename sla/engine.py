@@ -10,6 +10,7 @@ rung and every transition is published once.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -41,6 +42,9 @@ from greenlane.streams.events import (
 
 _CLOSED_TICKET_STATES = ("resolved", "closed")
 RECENT_DELIVERIES = 8  # events per request whose outputs can be re-published on redelivery
+# Requests whose folds a Tracker keeps between events: a few MB per thousand; enough for the
+# requests active within a worker's batch window and the sweep's due requests.
+DEFAULT_CHECKPOINTS = 20_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,22 +157,31 @@ def signals(history: Iterable[HistoryEvent]) -> list[tuple[HistoryEvent, frozens
     out: list[tuple[HistoryEvent, frozenset[str]]] = []
     last_ticket_state: str | None = None
     for ev in history:
-        found: set[str] = set()
-        if ev.event_type.endswith(".created"):
-            found.add("created")
-        if ev.state is not None:
-            found.add(f"state:{ev.state}")
-            if ev.event_type == "ticket.state_changed":
-                # CONTRACT.md: only a move from resolved/closed back to inProgress reopens.
-                if last_ticket_state in _CLOSED_TICKET_STATES and ev.state == "inProgress":
-                    found.add("reopened")
-                last_ticket_state = ev.state
-        if ev.milestone is not None:
-            found.add(f"milestone:{ev.milestone}")
-        if ev.stage is not None:
-            found.add(f"stage:{ev.stage}:{ev.status}")
-        out.append((ev, frozenset(found)))
+        found, last_ticket_state = _signals_of(ev, last_ticket_state)
+        out.append((ev, found))
     return out
+
+
+def _signals_of(
+    ev: HistoryEvent, last_ticket_state: str | None
+) -> tuple[frozenset[str], str | None]:
+    """The conditions one event satisfies, given the ticket state before it; and the ticket
+    state after it."""
+    found: set[str] = set()
+    if ev.event_type.endswith(".created"):
+        found.add("created")
+    if ev.state is not None:
+        found.add(f"state:{ev.state}")
+        if ev.event_type == "ticket.state_changed":
+            # CONTRACT.md: only a move from resolved/closed back to inProgress reopens.
+            if last_ticket_state in _CLOSED_TICKET_STATES and ev.state == "inProgress":
+                found.add("reopened")
+            last_ticket_state = ev.state
+    if ev.milestone is not None:
+        found.add(f"milestone:{ev.milestone}")
+    if ev.stage is not None:
+        found.add(f"stage:{ev.stage}:{ev.status}")
+    return frozenset(found), last_ticket_state
 
 
 @lru_cache(maxsize=1024)
@@ -194,6 +207,25 @@ class _Clock:
     held_s: int = 0  # business seconds in `held`: the operator's own shortfall, not a pause
     fired: set[tuple[int, int]] = field(default_factory=set)  # (rung, repeat)
     kind_counts: dict[str, int] = field(default_factory=dict)
+
+    def copy(self) -> _Clock:
+        """An independent copy (the set and the dict are copied too)."""
+        return _Clock(
+            self.status,
+            self.started_at,
+            self.mark,
+            self.elapsed,
+            self.paused_since,
+            self.paused_s,
+            self.stopped_at,
+            self.breached,
+            self.breached_at,
+            self.cycle,
+            self.held_since,
+            self.held_s,
+            set(self.fired),
+            dict(self.kind_counts),
+        )
 
 
 class _TargetFold:
@@ -236,6 +268,15 @@ class _TargetFold:
         self.sla_id = f"{state.account_id}/{state.request_id}/{target.name}"
         self.c = _Clock()
         self.records: list[Record] = []
+
+    def fork(self) -> _TargetFold:
+        """A copy that can move on without changing this fold (records start empty)."""
+        # Attribute for attribute, without copy.copy's generic protocol: this runs per event.
+        twin = object.__new__(_TargetFold)
+        twin.__dict__.update(self.__dict__)
+        twin.c = self.c.copy()
+        twin.records = []
+        return twin
 
     # -- derived instants -------------------------------------------------------------
     def _instant_at(self, business_s: int) -> datetime:
@@ -594,6 +635,113 @@ def _next_stage(policy: Policy, stage: str) -> str | None:
     return None
 
 
+@dataclass(slots=True)
+class FoldCheckpoint:
+    """A request's target folds after the first `len(event_ids)` events of its history.
+
+    Kept in memory only (never in the table): the next event of the same request goes on
+    from here instead of folding the whole history again. Valid only while the history
+    still starts with exactly these events (a late event sorting earlier invalidates it)
+    and the clock has not gone back before the last of them.
+    """
+
+    event_ids: tuple[str, ...]
+    last_at: datetime | None
+    folds: list[_TargetFold]
+    last_ticket_state: str | None
+
+    def fits(self, state: RequestState, now: datetime) -> bool:
+        """True when `state`'s history extends what this checkpoint has folded."""
+        n = len(self.event_ids)
+        history = state.history
+        if len(history) < n or (self.last_at is not None and now < self.last_at):
+            return False
+        return all(history[i].event_id == self.event_ids[i] for i in range(n))
+
+
+def _new_folds(
+    state: RequestState,
+    policy: Policy,
+    cals: Mapping[str, BusinessCalendar],
+    skip: frozenset[str],
+) -> list[_TargetFold] | None:
+    """One fold per target of the request's SLA (none when no SLA covers it)."""
+    if state.info is None:
+        return None
+    sla = matching_sla(policy, state.info)
+    if sla is None:
+        return None
+    targets = list(sla.targets)
+    if (promise := promise_target(sla, state)) is not None:
+        targets.append(promise)
+    return [
+        _TargetFold(
+            state,
+            state.info,
+            target,
+            policy.ladders[sla.ladder],
+            cals[target.calendar],
+            cals[policy.stage_calendar],
+            policy,
+            skip,
+        )
+        for target in targets
+    ]
+
+
+def _project(
+    state: RequestState,
+    policy: Policy,
+    now: datetime,
+    cals: Mapping[str, BusinessCalendar],
+    skip: frozenset[str],
+    resume: FoldCheckpoint | None,
+) -> tuple[Projection, FoldCheckpoint | None]:
+    """`project`, going on from `resume` when it fits; also returns the new checkpoint.
+
+    Records produced before the checkpoint are not produced again: a caller that resumes
+    must already have published them (the `Tracker` has: they are in `emitted`).
+    """
+    until = now
+    if resume is not None and resume.fits(state, now):
+        folds, done = resume.folds, len(resume.event_ids)
+        last_ticket_state, last_at = resume.last_ticket_state, resume.last_at
+        for fold in folds:
+            fold.state, fold.skip, fold.records = state, skip, []
+    else:
+        fresh = _new_folds(state, policy, cals, skip)
+        if fresh is None:
+            return Projection((), (), None), None
+        folds, done, last_ticket_state, last_at = fresh, 0, None, None
+    history = state.history
+    while done < len(history) and history[done].at <= until:
+        # Events stamped after `now` apply once the clock reaches them.
+        ev = history[done]
+        sigs, last_ticket_state = _signals_of(ev, last_ticket_state)
+        for fold in folds:
+            fold.advance(ev.at)
+            fold.apply(ev, sigs)
+        done, last_at = done + 1, ev.at
+    checkpoint = FoldCheckpoint(
+        tuple(e.event_id for e in history[:done]), last_at, folds, last_ticket_state
+    )
+    # Time passing up to `now` happens on copies, so the checkpoint stays at the last event.
+    ahead = [fold.fork() for fold in folds]
+    for fold in ahead:
+        fold.advance(until)
+    records = tuple(
+        r for fold, tip in zip(folds, ahead, strict=True) for r in fold.records + tip.records
+    )
+    wakeups = [w for fold in ahead if (w := fold.next_wakeup(until)) is not None]
+    wakeups.extend(e.at for e in history[done:])
+    projection = Projection(
+        records=records,
+        snapshots=tuple(fold.snapshot(until) for fold in ahead),
+        next_wakeup=min(wakeups) if wakeups else None,
+    )
+    return projection, checkpoint
+
+
 def project(
     state: RequestState,
     policy: Policy,
@@ -610,56 +758,25 @@ def project(
     one therefore does not move the clock, and a burst of events delivered in any order
     before the clock passes them yields the same records.
     """
-    if state.info is None:
-        return Projection((), (), None)
-    sla = matching_sla(policy, state.info)
-    if sla is None:
-        return Projection((), (), None)
     cals = calendars or policy.build_calendars()
-    until = now
-    targets = list(sla.targets)
-    if (promise := promise_target(sla, state)) is not None:
-        targets.append(promise)
-    folds = [
-        _TargetFold(
-            state,
-            state.info,
-            target,
-            policy.ladders[sla.ladder],
-            cals[target.calendar],
-            cals[policy.stage_calendar],
-            policy,
-            skip,
-        )
-        for target in targets
-    ]
-    for ev, sigs in signals(state.history):
-        if ev.at > until:
-            break  # stamped after `now`: it applies once the clock reaches it
-        for fold in folds:
-            fold.advance(ev.at)
-            fold.apply(ev, sigs)
-    for fold in folds:
-        fold.advance(until)
-    records = tuple(r for fold in folds for r in fold.records)
-    wakeups = [w for fold in folds if (w := fold.next_wakeup(until)) is not None]
-    # Events stamped later than `now` (a producer's clock ahead of ours) wait for our clock.
-    wakeups.extend(e.at for e in state.history if e.at > until)
-    return Projection(
-        records=records,
-        snapshots=tuple(fold.snapshot(until) for fold in folds),
-        next_wakeup=min(wakeups) if wakeups else None,
-    )
+    return _project(state, policy, now, cals, skip, None)[0]
 
 
 class Tracker:
     """Applies events and the passage of time to request state; emits each record once."""
 
     def __init__(
-        self, policy: Policy, calendars: Mapping[str, BusinessCalendar] | None = None
+        self,
+        policy: Policy,
+        calendars: Mapping[str, BusinessCalendar] | None = None,
+        checkpoints: int = DEFAULT_CHECKPOINTS,
     ) -> None:
+        """:param checkpoints: requests whose folds are kept in memory between events (least
+        recently used go first; 0 folds every request's history afresh each time)."""
         self.policy = policy
         self.calendars = dict(calendars or policy.build_calendars())
+        self.max_checkpoints = checkpoints
+        self._checkpoints: OrderedDict[str, FoldCheckpoint] = OrderedDict()
 
     def apply(
         self,
@@ -720,7 +837,7 @@ class Tracker:
         replan = state.info is not None and state.policy_version != self.policy.version
         # A replan reads the records already published; otherwise they are not rebuilt.
         skip = frozenset() if replan else state.emitted
-        projection = project(state, self.policy, now, self.calendars, skip)
+        projection = self._project(state, now, skip, fresh=replan)
         new = tuple(r for r in projection.records if r.record_id not in state.emitted)
         if replan:
             new += self._replans(state, projection, now)
@@ -732,6 +849,24 @@ class Tracker:
             next_wakeup=projection.next_wakeup,
         )
         return Step(state=state, records=fold_rungs(new))
+
+    def _project(
+        self, state: RequestState, now: datetime, skip: frozenset[str], fresh: bool
+    ) -> Projection:
+        """`project`, going on from this request's checkpoint when there is one that fits."""
+        if self.max_checkpoints <= 0:
+            return project(state, self.policy, now, self.calendars, skip)
+        key = state.key
+        # Taken out while in use: if the fold fails half-way, no half-advanced checkpoint stays.
+        resume = self._checkpoints.pop(key, None)
+        projection, checkpoint = _project(
+            state, self.policy, now, self.calendars, skip, None if fresh else resume
+        )
+        if checkpoint is not None:
+            self._checkpoints[key] = checkpoint
+            if len(self._checkpoints) > self.max_checkpoints:
+                self._checkpoints.popitem(last=False)
+        return projection
 
     def _replans(
         self, state: RequestState, projection: Projection, now: datetime

@@ -523,3 +523,40 @@ def test_breach_elapsed_equals_the_budget(story: Story, extra: timedelta) -> Non
         if isinstance(r, Escalation):
             rung = POLICY.ladders[sla.ladder][r.rung - 1]
             assert rung.fraction * budgets[r.target] > 0
+
+
+# -- folds kept between events ------------------------------------------------------------
+
+
+@SETTINGS
+@given(
+    st.shared(stories(), key="checkpoints"),
+    st.shared(stories(), key="checkpoints").flatmap(
+        lambda s: st.permutations(range(len(s.steps) + 1))
+    ),
+    st.lists(st.integers(-2 * 86400, 3 * 86400), min_size=8, max_size=8),
+    st.lists(st.booleans(), min_size=8, max_size=8),
+)
+def test_keeping_folds_between_events_changes_nothing(
+    story: Story, order: list[int], lags: list[int], ticks: list[bool]
+) -> None:
+    """A tracker that goes on from its in-memory folds publishes exactly what one that
+    refolds every request's whole history does, step by step, whatever the delivery order
+    and even when the clock goes back (another worker's clock, a late event)."""
+    events = story.events()
+    kept, fresh = Tracker(POLICY), Tracker(POLICY, checkpoints=0)
+    a: RequestState | None = None
+    b: RequestState | None = None
+    for n, i in enumerate(order):
+        now = events[i].event_time + timedelta(seconds=lags[n % len(lags)])
+        step_a = kept.apply(a, events[i], story.account, now)
+        step_b = fresh.apply(b, events[i], story.account, now)
+        assert step_a.records == step_b.records
+        assert step_a.state == step_b.state
+        a, b = step_a.state, step_b.state
+        if ticks[n % len(ticks)]:
+            later = now + timedelta(hours=n + 1)
+            tick_a, tick_b = kept.advance(a, later), fresh.advance(b, later)
+            assert tick_a.records == tick_b.records
+            assert tick_a.state == tick_b.state
+            a, b = tick_a.state, tick_b.state
