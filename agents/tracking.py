@@ -303,7 +303,12 @@ class TrackerService:
         """Rebuild the due index and the open-SLA gauges from the table after recovery."""
         self.index = DueIndex()
         self.metrics.open_slas.reset(partitions)
-        for key, raw in list(self.requests.items()):
+        # One state decoded at a time: decoding the whole table at once would double the
+        # worker's memory at its peak (and RSS rarely shrinks back).
+        for key in list(self.requests):
+            raw = self.requests.get(key)
+            if raw is None:
+                continue
             partition = int(raw["p"])
             if partition not in partitions:
                 continue
