@@ -44,7 +44,7 @@ class WorkerProcess:
         app_id: str,
         workdir: Path,
         policy: Path | None = None,
-        sweep_s: float = 0.2,
+        sweep_s: float | None = None,
     ) -> None:
         self.port = free_port()
         t = topics
@@ -57,7 +57,6 @@ class WorkerProcess:
             GREENLANE_WEB_PORT=str(self.port),
             GREENLANE_AUDIT_URL=f"sqlite:///{workdir}/audit.db",
             GREENLANE_DATA_DIR=str(workdir / f"worker-{self.port}"),
-            GREENLANE_SWEEP_INTERVAL_S=str(sweep_s),
             GREENLANE_LOG_LEVEL="warning",
             GREENLANE_TOPICS__ORDERS=t.orders,
             GREENLANE_TOPICS__TICKETS=t.tickets,
@@ -70,6 +69,8 @@ class WorkerProcess:
         )
         if policy is not None:
             env["GREENLANE_POLICY_FILE"] = str(policy)
+        if sweep_s is not None:  # else the worker's default, which is what is measured
+            env["GREENLANE_SWEEP_INTERVAL_S"] = str(sweep_s)
         self.started = time.monotonic()
         self.log = workdir / f"worker-{self.port}.log"
         with self.log.open("wb") as out:
