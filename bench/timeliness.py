@@ -1,10 +1,11 @@
 """Timeliness under load: (rung published − rung due) on a running worker. Goal: p99 <= 1 s.
 
 A dedicated embedded broker and one worker (policy bench/policies/fast-orders.yaml: rungs 10 s,
-20 s and 30 s after an order's creation, the worker's default sweep interval). N orders are created live, evenly
-over --spread seconds, while background ticket traffic runs at --rate events/s. Lateness of each
-rung = the escalation record's broker timestamp (set when the worker's producer sends it) minus
-its `fire_at`; the worker's own `greenlane_rung_lateness_seconds` histogram is reported too.
+20 s and 30 s after an order's creation; the worker's default sweep interval). N orders are
+created live, evenly over --spread seconds, while background ticket traffic runs at --rate
+events/s. Lateness of each rung = the escalation record's broker timestamp (set when the
+worker's producer sends it) minus its `fire_at`; the worker's own
+`greenlane_rung_lateness_seconds` histogram is reported too.
 
     .venv/bin/python bench/timeliness.py --orders 300 --spread 15 --rate 200 [--out ...]
 """
