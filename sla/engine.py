@@ -348,6 +348,13 @@ class _TargetFold:
         if not self.c.breached and self.budget <= reached:
             points.append((self.budget, 0, 0))  # rung 0 stands for the breach itself
         for business_s, rung, repeat in sorted(points, key=lambda p: (p[0], p[1] != 0, p[2])):
+            if rung != 0 and business_s < reached:
+                # Strictly before `t`, so it fires; when already published, nothing more is
+                # needed than to mark it (a worker catching up passes many such points).
+                escalation_id = self._escalation_id(rung, repeat)
+                if escalation_id in self.skip:
+                    self.c.fired.add((rung, repeat))
+                    continue
             at = self._instant_at(business_s)
             if at > t:
                 continue
@@ -358,10 +365,7 @@ class _TargetFold:
                 self._change("breached", at, due=at, attribution=attribution)
             else:
                 self.c.fired.add((rung, repeat))
-                ident: tuple[int, ...] = (rung,) if repeat == 0 else (rung, repeat)
-                if self.c.cycle > 1:
-                    ident = (*ident, self.c.cycle)
-                escalation_id = stable_id(self.sla_id, "rung", *ident)
+                escalation_id = self._escalation_id(rung, repeat)
                 if escalation_id in self.skip:
                     continue
                 self.records.append(
@@ -381,6 +385,12 @@ class _TargetFold:
                         repeat=repeat,
                     )
                 )
+
+    def _escalation_id(self, rung: int, repeat: int) -> str:
+        ident: tuple[int, ...] = (rung,) if repeat == 0 else (rung, repeat)
+        if self.c.cycle > 1:
+            ident = (*ident, self.c.cycle)
+        return stable_id(self.sla_id, "rung", *ident)
 
     def _rung_points(self) -> list[tuple[int, int, int]]:
         """(business seconds from start, rung, repeat) of every firing not yet fired."""
