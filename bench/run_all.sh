@@ -9,15 +9,15 @@ PY=.venv/bin/python
 OUT=bench/results
 mkdir -p "$OUT"
 if [[ "${QUICK:-}" == 1 ]]; then
-    SCALE="10000 100000"; RECOVERY="10000"; EVENTS=5000
+    SCALE="10000 100000"; RECOVERY="30000"; EVENTS=5000
 else
-    SCALE="10000 100000 1000000"; RECOVERY="10000 100000 1000000"; EVENTS=20000
+    SCALE="10000 100000 1000000"; RECOVERY="30000 300000 1000000"; EVENTS=20000
 fi
 set -x
 $PY bench/rules_throughput.py --events 20000 --out "$OUT/rules_throughput.json"
 $PY bench/open_sla_scale.py --sizes $SCALE --max-seconds 600 --out "$OUT/open_sla_scale.json"
 $PY bench/timeliness.py --orders 300 --spread 15 --rate 200 --out "$OUT/timeliness.json"
-$PY bench/recovery.py --sizes $RECOVERY --max-seconds 1500 --out "$OUT/recovery.json"
+$PY bench/recovery.py --slas $RECOVERY --max-seconds 1500 --out "$OUT/recovery.json"
 $PY bench/worker_throughput.py --events $EVENTS --out "$OUT/worker_throughput.json"
 $PY bench/worker_throughput.py --events $EVENTS --without-workaround \
     --out "$OUT/worker_throughput_without_workaround.json"
