@@ -1,0 +1,71 @@
+"""Output records sent in batches on the real (embedded) broker: where they land and in
+what order, compared with Kafka's own default partitioner."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+from kafka import KafkaConsumer, TopicPartition
+from kafka.partitioner.default import murmur2
+
+from greenlane.streams.admin import create_topics
+from greenlane.streams.publisher import BatchPublisher
+from greenlane.streams.tansu import EmbeddedBroker
+from greenlane.streams.topics import TopicSpec
+
+pytestmark = pytest.mark.integration
+
+PARTITIONS = 4
+
+
+def read_all(bootstrap: str, topic: str, expected: int) -> list[tuple[int, bytes, bytes]]:
+    """(partition, key, value) of the first `expected` records, in each partition's order."""
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap, auto_offset_reset="earliest", consumer_timeout_ms=20_000
+    )
+    consumer.assign([TopicPartition(topic, p) for p in range(PARTITIONS)])
+    out: list[tuple[int, bytes, bytes]] = []
+    try:
+        for record in consumer:
+            out.append((record.partition, record.key, record.value))
+            if len(out) == expected:
+                break
+    finally:
+        consumer.close()
+    return out
+
+
+def test_records_land_on_the_default_partitioners_partition_in_order(
+    broker: EmbeddedBroker,
+) -> None:
+    prefix = uuid.uuid4().hex[:8]
+    topics = [f"{prefix}.changes", f"{prefix}.escalations"]
+    create_topics(broker.bootstrap, [TopicSpec(t, PARTITIONS, {}) for t in topics])
+    keys = [f"ACC-{i:03d}".encode() for i in range(40)]
+    # Three calls, as three batches of events would make; each key's records numbered.
+    calls = [
+        [(topics[n % 2], key, f"{key.decode()}#{call}.{n}".encode()) for n, key in enumerate(keys)]
+        for call in range(3)
+    ]
+
+    async def publish() -> list[int]:
+        publisher = BatchPublisher(broker.bootstrap, "test-publisher")
+        try:
+            return [await publisher.publish(records) for records in calls]
+        finally:
+            await publisher.stop()
+
+    batches = asyncio.run(publish())
+    # One batch per topic-partition touched in each call, not one per record.
+    assert all(0 < b <= 2 * PARTITIONS for b in batches)
+    for t, topic in enumerate(topics):
+        sent = [(key, value) for records in calls for (tp, key, value) in records if tp == topic]
+        got = read_all(broker.bootstrap, topic, len(sent))
+        assert sorted((k, v) for _, k, v in got) == sorted(sent), f"topic {t}: lost or extra"
+        for partition, key, _ in got:
+            # Where Kafka's Java client (and Faust's send) would put the key.
+            assert partition == (murmur2(key) & 0x7FFFFFFF) % PARTITIONS
+        for key in {k for k, _ in sent}:
+            assert [v for _, k, v in got if k == key] == [v for k, v in sent if k == key]
