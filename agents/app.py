@@ -30,6 +30,7 @@ from greenlane.config.loader import load_policy
 from greenlane.config.settings import Settings, bootstrap_of
 from greenlane.sla.engine import Tracker
 from greenlane.streams.codec import encode_record
+from greenlane.streams.faust_consumer import App
 from greenlane.streams.publisher import BatchPublisher
 from greenlane.streams.tansu import TANSU_FAUST_WORKAROUNDS
 
@@ -117,7 +118,7 @@ class Greenlane:
         self.policy = load_policy(settings.policy_file)
         self.metrics = WorkerMetrics()
         self.metrics.set_build_info(self.policy.version)
-        self.app = faust.App(settings.app_id, **faust_settings(settings))
+        self.app = App(settings.app_id, **faust_settings(settings))
         topics = settings.topics
         self.input = self._raw_topic(
             topics.orders, topics.tickets, topics.provisioning, topics.accounts, topics.ticks

@@ -19,6 +19,7 @@ from greenlane.notify.config import NotifyConfig, load_config
 from greenlane.notify.ledger import Ledger
 from greenlane.notify.service import Notifier
 from greenlane.notify.settings import NotifySettings
+from greenlane.streams.faust_consumer import App
 from greenlane.streams.topics import TopicSpec
 
 log = logging.getLogger(__name__)
@@ -54,7 +55,7 @@ class NotifierApp:
         self.notify = notify
         self.config = config or load_config(notify.config_file)
         own = settings.model_copy(update={"web_port": notify.web_port, "data_dir": notify.data_dir})
-        self.app = faust.App(notify.app_id, **faust_settings(own))
+        self.app = App(notify.app_id, **faust_settings(own))
         self.escalations = self.app.topic(
             settings.topics.escalations, key_serializer="raw", value_serializer="raw"
         )
