@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every benchmark of docs/benchmarks.md, one after the other (they share 2 cores: never in
 # parallel), each writing bench/results/<name>.json. Run from the repository root:
-#     bash bench/run_all.sh            # about 20 minutes on 2 cores
+#     bash bench/run_all.sh            # about 30 minutes on 2 cores
 #     QUICK=1 bash bench/run_all.sh    # smaller sizes, a few minutes
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,4 +21,6 @@ $PY bench/recovery.py --slas $RECOVERY --max-seconds 1500 --out "$OUT/recovery.j
 $PY bench/worker_throughput.py --events $EVENTS --out "$OUT/worker_throughput.json"
 $PY bench/worker_throughput.py --events $EVENTS --without-workaround \
     --out "$OUT/worker_throughput_without_workaround.json"
+$PY bench/audit_write.py --out "$OUT/audit_write.json"
+$PY bench/notify_throughput.py --escalations 2000 --out "$OUT/notify_throughput.json"
 if $PY -c 'import matplotlib' 2>/dev/null; then $PY bench/plot_results.py; fi
