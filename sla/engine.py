@@ -71,14 +71,16 @@ class Projection:
 def to_history_event(event: Event) -> HistoryEvent:
     """The compact form of a request event that the rules keep."""
     data = event.data
-    base = HistoryEvent(event_id=event.event_id, event_type=event.event_type, at=event.event_time)
+    eid, etype, at = event.event_id, event.event_type, event.event_time
     if isinstance(data, OrderStateChanged | TicketStateChanged):
-        return replace(base, state=data.state, reason=data.reason)
+        return HistoryEvent(eid, etype, at, state=data.state, reason=data.reason)
     if isinstance(data, TicketMilestone):
-        return replace(base, milestone=data.name)
+        return HistoryEvent(eid, etype, at, milestone=data.name)
     if isinstance(data, ProvisioningStageChanged):
-        return replace(base, stage=data.stage, status=data.status, department=data.department)
-    return base
+        return HistoryEvent(
+            eid, etype, at, stage=data.stage, status=data.status, department=data.department
+        )
+    return HistoryEvent(eid, etype, at)
 
 
 def request_info(
@@ -814,23 +816,23 @@ class Tracker:
                 duplicate=True,
                 republish=self._redelivered(state, event.event_id, delivery, now),
             )
-        before = state.emitted
-        state = state.with_event(to_history_event(event))
-        if state.info is None and event.event_type.endswith(".created"):
-            state = replace(
-                state,
-                info=request_info(event, account, self.policy, lookup),
-                policy_version=self.policy.version,
-            )
-        step = self.advance(state, now)
-        if delivery is None:
-            return step
-        produced = tuple(sorted(step.state.emitted - before))
-        recent = (
-            *step.state.deliveries[-(RECENT_DELIVERIES - 1) :],
-            (event.event_id, delivery, produced),
+        info, version = state.info, state.policy_version
+        if info is None and event.event_type.endswith(".created"):
+            info = request_info(event, account, self.policy, lookup)
+            version = self.policy.version
+        # Built directly, not with dataclasses.replace: this runs for every event.
+        state = RequestState(
+            state.account_id,
+            state.request_id,
+            info,
+            version,
+            state.history_with(to_history_event(event)),
+            state.emitted,
+            state.snapshots,
+            state.next_wakeup,
+            state.deliveries,
         )
-        return replace(step, state=replace(step.state, deliveries=recent))
+        return self._advance(state, now, None if delivery is None else (event.event_id, delivery))
 
     def _redelivered(
         self, state: RequestState, event_id: str, delivery: str | None, now: datetime
@@ -844,6 +846,13 @@ class Tracker:
 
     def advance(self, state: RequestState, now: datetime) -> Step:
         """Let time pass to `now`: rungs and breaches that came due are emitted."""
+        return self._advance(state, now, None)
+
+    def _advance(
+        self, state: RequestState, now: datetime, delivered: tuple[str, str] | None
+    ) -> Step:
+        """`advance`; with `delivered` (event id, where it was read), that event's outputs are
+        remembered among the latest deliveries."""
         replan = state.info is not None and state.policy_version != self.policy.version
         # A replan reads the records already published; otherwise they are not rebuilt.
         skip = frozenset() if replan else state.emitted
@@ -851,12 +860,22 @@ class Tracker:
         new = tuple(r for r in projection.records if r.record_id not in state.emitted)
         if replan:
             new += self._replans(state, projection, now)
-            state = replace(state, policy_version=self.policy.version)
-        state = replace(
-            state,
-            emitted=state.emitted | {r.record_id for r in new},
-            snapshots=projection.snapshots,
-            next_wakeup=projection.next_wakeup,
+        new_ids = {r.record_id for r in new}
+        deliveries = state.deliveries
+        if delivered is not None:
+            event_id, where = delivered
+            produced = (event_id, where, tuple(sorted(new_ids)))
+            deliveries = (*deliveries[-(RECENT_DELIVERIES - 1) :], produced)
+        state = RequestState(
+            state.account_id,
+            state.request_id,
+            state.info,
+            self.policy.version if replan else state.policy_version,
+            state.history,
+            state.emitted | new_ids,
+            projection.snapshots,
+            projection.next_wakeup,
+            deliveries,
         )
         return Step(state=state, records=fold_rungs(new))
 

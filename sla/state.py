@@ -133,8 +133,14 @@ class RequestState:
 
     def with_event(self, event: HistoryEvent) -> RequestState:
         """This state with one more event, kept in event-time order."""
-        history = tuple(sorted((*self.history, event), key=lambda e: e.sort_key))
-        return replace(self, history=history)
+        return replace(self, history=self.history_with(event))
+
+    def history_with(self, event: HistoryEvent) -> tuple[HistoryEvent, ...]:
+        """The history with one more event, in event-time order."""
+        history = self.history
+        if not history or history[-1].sort_key <= event.sort_key:
+            return (*history, event)  # the usual case: it comes last
+        return tuple(sorted((*history, event), key=lambda e: e.sort_key))
 
     def to_dict(self) -> dict[str, Any]:
         return {
