@@ -1,36 +1,34 @@
-"""Faust's Kafka consumer with two rebalance defects of faust-streaming 0.15 fixed.
+"""Faust's Kafka consumer with a rebalance defect of faust-streaming 0.15 fixed.
 
-Not a broker quirk: both hold on Apache Kafka as well.
+Not a broker quirk: it holds on Apache Kafka as well. Faust hands its *live* set of active
+partitions to the consumer thread, where aiokafka's `fetched_records` reads it again each
+time it wakes up, and reads an empty set as "every partition". When table recovery ends
+Faust pauses the changelog partitions, which empties that set while a fetch is waiting:
+aiokafka then returns, and counts as consumed, the records of the stream partitions Faust
+still holds paused, and Faust's `getmany` drops them (not active). Faust's seek to the
+committed offsets after a rebalance does not bring them back when nothing was committed yet
+(aiokafka leaves a partition without a committed offset where the fetcher got to), so a
+worker killed before its first commit left its successor past every record: it consumed
+nothing at all. Here the set is copied when the fetch is made, and an empty one fetches
+nothing, so nothing is dropped in the first place.
 
-1. Faust hands its *live* set of active partitions to the consumer thread, where aiokafka's
-   `fetched_records` reads it again each time it wakes up, and reads an empty set as "every
-   partition". When table recovery ends it pauses the changelog partitions, which empties
-   that set while a fetch is waiting: aiokafka then returns, and counts as consumed, the
-   records of the stream partitions Faust still holds paused, and Faust's `getmany` drops
-   them (not active). Here the set is copied when the fetch is made, and an empty one
-   fetches nothing.
-2. After a rebalance Faust seeks the stream partitions to their committed offsets to read
-   again whatever it fetched and dropped meanwhile; aiokafka's `seek_to_committed` leaves a
-   partition with no committed offset (or offset 0) where the fetcher got to. A worker
-   killed before its first commit therefore left its successor past every record it had
-   dropped: it consumed nothing at all. Here such a partition goes back to where the
-   `consumer_auto_offset_reset` policy says, as it would on a fresh assignment.
+(Seeking such partitions back by the reset policy as well was tried and dropped: Faust also
+seeks while a rebalance is still under way, and the extra seek then raced the assignment.)
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Set
-from typing import Any, cast
+from collections.abc import Set
+from typing import Any
 
 import faust
-from aiokafka import TopicPartition
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 from faust.types.transports import TransportT
 
 
 class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
-    """The aiokafka consumer thread, with both fixes."""
+    """The aiokafka consumer thread, fetching from a snapshot of the active partitions."""
 
     async def getmany(self, active_partitions: Set[TP] | None, timeout: float) -> Any:
         if active_partitions is not None:
@@ -38,30 +36,6 @@ class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
             if not active_partitions:
                 return {}  # aiokafka would read "no partitions" as "all partitions"
         return await super().getmany(active_partitions, timeout)
-
-    async def seek_to_committed(self) -> Mapping[TP, int]:
-        return cast(Mapping[TP, int], await self.call_thread(self._seek_to_committed))
-
-    async def _seek_to_committed(self) -> Mapping[TP, int]:
-        consumer = self._ensure_consumer()
-        committed: dict[TP, int] = await consumer.seek_to_committed()
-        is_changelog = self.consumer._is_changelog_tp
-        # Changelog positions belong to table recovery, which seeks them itself.
-        uncommitted = [
-            tp
-            for tp, offset in committed.items()
-            if (offset is None or offset <= 0) and not is_changelog(tp)
-        ]
-        at_zero = [tp for tp in uncommitted if committed[tp] == 0]
-        for tp in at_zero:
-            consumer.seek(cast(TopicPartition, tp), 0)
-        never = [cast(TopicPartition, tp) for tp in uncommitted if committed[tp] != 0]
-        if never:
-            if self.app.conf.consumer_auto_offset_reset == "latest":
-                await consumer.seek_to_end(*never)
-            else:
-                await consumer.seek_to_beginning(*never)
-        return committed
 
 
 class Consumer(faust_aiokafka.Consumer):

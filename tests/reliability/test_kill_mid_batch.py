@@ -147,7 +147,7 @@ def run_kill_scenario(deployment: Deployment) -> AfterKill:
 
     survivor = deployment.start_worker(timeout=120)
     # The worker killed before its first commit leaves no committed offset: its successor
-    # must still read every event (streams/faust_consumer.py, fixes 1 and 2).
+    # must still read every event (streams/faust_consumer.py).
     wait_for(
         lambda: scrape(survivor, "greenlane_events_total") > 0,
         45,
