@@ -121,6 +121,7 @@ class TrackerService:
         # end: five events of one request make one changelog record, not five.
         self._batch: dict[str, tuple[int, RequestState]] | None = None
         self._dirty: set[str] = set()
+        self._contexts: dict[str, dict[str, Any] | None] = {}
         self.topics = {
             "sla_change": sla_changes_topic,
             "escalation": escalations_topic,
@@ -169,6 +170,16 @@ class TrackerService:
         return AccountState.from_dict(raw) if raw is not None else None
 
     def _account_context(self, account_id: str) -> dict[str, Any] | None:
+        # Within a batch an account's context is built once (a backlog can put dozens of one
+        # account's rungs in a batch); any account write in the batch drops what was built.
+        if self._batch is not None and account_id in self._contexts:
+            return self._contexts[account_id]
+        context = self._build_account_context(account_id)
+        if self._batch is not None:
+            self._contexts[account_id] = context
+        return context
+
+    def _build_account_context(self, account_id: str) -> dict[str, Any] | None:
         account = self._account(account_id)
         if account is None:
             return None
@@ -207,6 +218,7 @@ class TrackerService:
             outcome = "processed" if after is not before else "duplicate"
             if after is not before:
                 self._put_account(event.account_id, partition, after.to_dict())
+                self._contexts.clear()  # a group's change reaches its branches' contexts
             self.metrics.events.labels(topic, event.event_type, outcome).inc()
             return []
         assert event.request_id is not None
@@ -261,6 +273,7 @@ class TrackerService:
         caller queues them (changelog) ahead of the outputs, as for single messages.
         """
         self._batch, self._dirty = {}, set()
+        self._contexts.clear()
         outputs: list[Output] = []
         try:
             for m in messages:
