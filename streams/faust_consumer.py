@@ -9,8 +9,10 @@ still holds paused, and Faust's `getmany` drops them (not active). Faust's seek 
 committed offsets after a rebalance does not bring them back when nothing was committed yet
 (aiokafka leaves a partition without a committed offset where the fetcher got to), so a
 worker killed before its first commit left its successor past every record: it consumed
-nothing at all. Here the set is copied when the fetch is made, and an empty one fetches
-nothing, so nothing is dropped in the first place.
+nothing at all. Here aiokafka gets a view of that live set which is never empty in its eyes:
+membership is still read live (a partition Faust pauses during the fetch is still left out,
+as Faust expects), but an emptied set now means "none", not "all". (A snapshot of the set
+would leave out nothing paused during the fetch, and Faust would drop those records.)
 
 (Seeking such partitions back by the reset policy as well was tried and dropped: Faust also
 seeks while a rebalance is still under way, and the extra seek then raced the assignment.)
@@ -19,7 +21,7 @@ seeks while a rebalance is still under way, and the extra seek then raced the as
 from __future__ import annotations
 
 from collections.abc import Set
-from typing import Any
+from typing import Any, cast
 
 import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
@@ -27,15 +29,32 @@ from faust.types import TP
 from faust.types.transports import TransportT
 
 
+class LivePartitions:
+    """Faust's live set of active partitions, as aiokafka's `fetched_records` reads it: by
+    membership, and true even when empty (aiokafka takes an empty set for "all")."""
+
+    __slots__ = ("live",)
+
+    def __init__(self, live: Set[TP]) -> None:
+        self.live = live
+
+    def __bool__(self) -> bool:
+        return True
+
+    def __contains__(self, tp: object) -> bool:
+        return tp in self.live
+
+
 class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
-    """The aiokafka consumer thread, fetching from a snapshot of the active partitions."""
+    """The aiokafka consumer thread, fetching only what Faust holds active."""
 
     async def getmany(self, active_partitions: Set[TP] | None, timeout: float) -> Any:
-        if active_partitions is not None:
-            active_partitions = set(active_partitions)  # a snapshot, not Faust's live set
-            if not active_partitions:
-                return {}  # aiokafka would read "no partitions" as "all partitions"
-        return await super().getmany(active_partitions, timeout)
+        if active_partitions is None:
+            return await super().getmany(None, timeout)
+        if not active_partitions:
+            return {}  # nothing active: nothing to fetch (and no wait)
+        view = cast(set[TP], LivePartitions(active_partitions))
+        return await super().getmany(view, timeout)
 
 
 class Consumer(faust_aiokafka.Consumer):
