@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import platform
 import subprocess
 import sys
 import time
@@ -129,3 +131,15 @@ def percentile(values: list[float], q: float) -> float:
     if not ordered:
         return float("nan")
     return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+def write_result(result: dict[str, Any], out: Path | None, *, echo: bool = True) -> None:
+    """Add the machine to a benchmark's result, print it (unless `echo` is off: the script
+    printed as it went) and write it as JSON to `out` when given."""
+    result["machine"] = {"cpus": os.cpu_count(), "python": platform.python_version()}
+    text = json.dumps(result, indent=2)
+    if echo:
+        print(text)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text + "\n")

@@ -19,13 +19,13 @@ import argparse
 import gc
 import json
 import os
-import platform
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import orjson
+from harness import write_result
 
 from greenlane.config.loader import load_policy
 from greenlane.config.settings import EXAMPLE_POLICY
@@ -151,11 +151,8 @@ def main() -> None:
     result = {
         "benchmark": "open_sla_scale",
         "runs": runs,
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
     }
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2) + "\n")
+    write_result(result, args.out, echo=False)
 
 
 if __name__ == "__main__":

@@ -14,15 +14,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import orjson
-from harness import PARTITIONS, WorkerProcess, fresh_topics
+from harness import PARTITIONS, WorkerProcess, fresh_topics, write_result
 from kafka import KafkaProducer
 from kafka.partitioner.default import murmur2
 from open_sla_scale import template
@@ -139,11 +137,8 @@ def main() -> None:
         "benchmark": "recovery",
         "runs": runs,
         "goal": "1M open SLAs recovered within 60 s",
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
     }
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(out, indent=2) + "\n")
+    write_result(out, args.out, echo=False)
 
 
 if __name__ == "__main__":

@@ -9,14 +9,13 @@ decoded once beforehand; state is a plain dict of `RequestState`. Goal: >= 200,0
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import orjson
+from harness import write_result
 
 from greenlane.config.loader import load_policy
 from greenlane.config.settings import EXAMPLE_POLICY
@@ -74,12 +73,8 @@ def main() -> None:
         "us_per_event": round(cpu / args.events * 1e6, 1),
         "goal_events_per_s": 200_000,
         "wall_seconds": round(wall, 3),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
     }
-    print(json.dumps(result, indent=2))
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2) + "\n")
+    write_result(result, args.out)
 
 
 if __name__ == "__main__":

@@ -13,9 +13,6 @@ worker's producer sends it) minus its `fire_at`; the worker's own
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import tempfile
 import threading
 import time
@@ -23,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import orjson
-from harness import BENCH, WorkerProcess, fresh_topics, percentile
+from harness import BENCH, WorkerProcess, fresh_topics, percentile, write_result
 from kafka import KafkaConsumer, KafkaProducer
 
 from greenlane.streams.tansu import EmbeddedBroker
@@ -145,12 +142,8 @@ def main() -> None:
             "count": hist_count,
             "share_le_1s": round(hist_le1 / hist_count, 3) if hist_count > 0 else None,
         },
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
     }
-    print(json.dumps(result, indent=2))
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2) + "\n")
+    write_result(result, args.out)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -32,7 +31,7 @@ from pathlib import Path
 
 import orjson
 from ceiling import NotReached, measure, one_record_per_batch
-from harness import fresh_topics
+from harness import fresh_topics, write_result
 from kafka import KafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -223,15 +222,11 @@ def main() -> None:
             "worker": round(seconds, 2),
         },
         "goal": {"worker_events_per_s": 20_000, "worker_to_pipeline_ratio": 0.5},
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         # What the worker's producer really ran with (aiokafka max_batch_size, bytes).
         "worker_producer_max_batch_size": batch_size,
         "tansu_one_record_per_batch": worker_one_per_batch,
     }
-    print(json.dumps(result, indent=2))
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2) + "\n")
+    write_result(result, args.out)
 
 
 if __name__ == "__main__":

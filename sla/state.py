@@ -7,7 +7,7 @@ emitted. Everything else is derived from these by `greenlane.sla.engine.project`
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -130,10 +130,6 @@ class RequestState:
     def seen(self, event_id: str) -> bool:
         """True when an event with this id is already in the history."""
         return any(e.event_id == event_id for e in self.history)
-
-    def with_event(self, event: HistoryEvent) -> RequestState:
-        """This state with one more event, kept in event-time order."""
-        return replace(self, history=self.history_with(event))
 
     def history_with(self, event: HistoryEvent) -> tuple[HistoryEvent, ...]:
         """The history with one more event, in event-time order."""

@@ -70,7 +70,8 @@ class BatchPublisher:
         assert producer is not None
         grouped: dict[tuple[str, int], list[tuple[bytes, bytes]]] = {}
         for topic, key, value in records:
-            partitions = await self._partitions_of(producer, topic)
+            # Known after a topic's first record: no await per record on this hot path.
+            partitions = self._partitions.get(topic) or await self._partitions_of(producer, topic)
             partition = self._partitioner(key, partitions, partitions)
             grouped.setdefault((topic, partition), []).append((key, value))
         deliveries: list[asyncio.Future[object]] = []

@@ -137,29 +137,10 @@ def read_until(
 ) -> list[dict[str, Any]]:
     """Every record on `topic`, read from the start until the ids include `want` or the
     deadline passes (then what was read is returned, for the test to say what is missing)."""
-    import time
-
-    from kafka import KafkaConsumer
-
-    consumer = KafkaConsumer(
+    return deployment.read(
         topic,
-        bootstrap_servers=deployment.broker.bootstrap,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        group_id=None,
-        consumer_timeout_ms=500,
+        lambda records: want <= {r[id_field] for r in records},
+        timeout,
+        must=False,
+        read_on=True,
     )
-    records: list[dict[str, Any]] = []
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline:
-            for message in consumer:
-                records.append(orjson.loads(message.value))
-            if want <= {r[id_field] for r in records}:
-                # read on briefly: a duplicate published after the last wanted id shows too
-                for message in consumer:
-                    records.append(orjson.loads(message.value))
-                return records
-    finally:
-        consumer.close()
-    return records
