@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import lru_cache
 
 from greenlane.sla.accounts import AccountLookup, resolve_tier
@@ -191,6 +191,17 @@ def _as_set(signals: tuple[str, ...]) -> frozenset[str]:
     return frozenset(signals)
 
 
+@lru_cache(maxsize=4096)
+def _ladder_plan(ladder: tuple[Rung, ...], budget_s: int) -> tuple[tuple[int, int, int], ...]:
+    """(business seconds from start, rung, repeat) of every firing of a ladder on a budget
+    (memoised: every request of a tier and severity asks for the same)."""
+    return tuple(
+        (business_s, i + 1, repeat)
+        for i, rung in enumerate(ladder)
+        for business_s, repeat in rung.points(budget_s)
+    )
+
+
 @dataclass(slots=True)
 class _Clock:
     """One target's running state while folding the history (mutable, local to a fold)."""
@@ -262,7 +273,7 @@ class _TargetFold:
         self.on_resume = _as_set(target.resume)
         self.on_cancel = _as_set(target.cancel)
         self.on_reopen = _as_set(target.reopen)
-        self._plan: list[tuple[int, int, int]] = []
+        self._plan: tuple[tuple[int, int, int], ...] = ()
         self._plan_budget = -1
         self.span = target.budget_for(info.tier, info.severity, info.priority, info.region)
         # Business seconds; for a span in working days it is fixed when the clock starts.
@@ -270,6 +281,11 @@ class _TargetFold:
         self.sla_id = f"{state.account_id}/{state.request_id}/{target.name}"
         self.c = _Clock()
         self.records: list[Record] = []
+        # The instant of the next rung or breach while the clock runs (None: nothing left),
+        # kept until the clock changes: most events and ticks come before it, and then
+        # time passing has nothing to do.
+        self._horizon: datetime | None = None
+        self._horizon_known = False
 
     def fork(self) -> _TargetFold:
         """A copy that can move on without changing this fold (records start empty)."""
@@ -293,6 +309,24 @@ class _TargetFold:
         assert self.c.mark is not None
         return self._instant_at(self.budget)
 
+    def _next_firing(self) -> datetime | None:
+        """The earliest instant a rung or the breach fires on the running clock (None when
+        every rung has fired and the budget is spent)."""
+        if not self._horizon_known:
+            low = min((p[0] for p in self._rung_points()), default=None)
+            if not self.c.breached and (low is None or self.budget < low):
+                low = self.budget
+            self._horizon = None if low is None else self._instant_at(low)
+            self._horizon_known = True
+        return self._horizon
+
+    def fires_by(self, t: datetime) -> bool:
+        """True when letting time pass to `t` fires a rung or the breach."""
+        if self.c.status != "running":
+            return False
+        horizon = self._next_firing()
+        return horizon is not None and horizon <= t
+
     def _elapsed_at(self, t: datetime) -> int:
         if self.c.status == "running" and self.c.mark is not None:
             return self.c.elapsed + self.cal.between(self.c.mark, t)
@@ -308,6 +342,7 @@ class _TargetFold:
         reason: str | None = None,
         attribution: tuple[Attribution, ...] | None = None,
     ) -> None:
+        self._horizon_known = False  # every transition may move the clock's next firing
         n = self.c.kind_counts.get(kind, 0)
         self.c.kind_counts[kind] = n + 1
         change_id = stable_id(self.sla_id, kind, n)
@@ -342,8 +377,9 @@ class _TargetFold:
     # -- time passing -----------------------------------------------------------------
     def advance(self, t: datetime) -> None:
         """Fire the rungs and the breach that come due up to `t` while the clock runs."""
-        if self.c.status != "running":
+        if not self.fires_by(t):
             return
+        self._horizon_known = False
         # Only points the clock has reached by `t` can fire: measure once, convert only those.
         reached = self._elapsed_at(t)
         points = [p for p in self._rung_points() if p[0] <= reached]
@@ -397,11 +433,7 @@ class _TargetFold:
     def _rung_points(self) -> list[tuple[int, int, int]]:
         """(business seconds from start, rung, repeat) of every firing not yet fired."""
         if self._plan_budget != self.budget:  # the ladder's points for this budget, once
-            self._plan = [
-                (business_s, i + 1, repeat)
-                for i, rung in enumerate(self.ladder)
-                for business_s, repeat in rung.points(self.budget)
-            ]
+            self._plan = _ladder_plan(self.ladder, self.budget)
             self._plan_budget = self.budget
         fired = self.c.fired
         return [p for p in self._plan if (p[1], p[2]) not in fired] if fired else list(self._plan)
@@ -433,7 +465,7 @@ class _TargetFold:
                 self._settle(t)
                 c.status, c.paused_since = "paused", t
                 self._change("paused", t, due=due, reason=ev.reason)
-            elif c.status == "paused" and self._resumes(sigs):
+            elif c.status == "paused" and self._resumes(ev, sigs):
                 self._settle(t)
                 c.status, c.mark = "running", t
                 self._change("resumed", t, due=self._due(), reason=ev.reason)
@@ -463,7 +495,7 @@ class _TargetFold:
         """`held` keeps the clock running (TM Forum: the operator's shortfall); a sub-timer
         measures it, so an auditor sees how much of the time went on it."""
         c = self.c
-        if not any(s.startswith("state:") for s in sigs):
+        if ev.state is None:  # only a state change moves in or out of `held`
             return
         if c.held_since is not None:
             c.held_s += self.cal.between(c.held_since, ev.at)
@@ -471,10 +503,10 @@ class _TargetFold:
         if "state:held" in sigs and c.status == "running":
             c.held_since = ev.at
 
-    def _resumes(self, sigs: frozenset[str]) -> bool:
+    def _resumes(self, ev: HistoryEvent, sigs: frozenset[str]) -> bool:
         if self.on_resume:
             return bool(sigs & self.on_resume)
-        return any(s.startswith("state:") for s in sigs) and not sigs & self.on_pause
+        return ev.state is not None and not sigs & self.on_pause
 
     def _settle(self, t: datetime) -> None:
         """Bank the business time up to `t` and leave the clock stopped at `t`."""
@@ -499,25 +531,56 @@ class _TargetFold:
             and not c.breached
             and self._elapsed_at(until) >= self.at_risk_fraction * self.budget
         )
-        predicted = False
-        if c.status == "running" and not c.breached and self.info.kind == "order":
-            finish = projected_finish(
-                self.state.history, self.policy, until, self.stage_cal, _end_stage(self.target)
-            )
-            predicted = finish is not None and finish > self._due()
+        predicted = c.status == "running" and not c.breached and self._predicts_late(until)
         return SlaSnapshot(self.target.name, status, at_risk or predicted, c.breached, predicted)
 
     def next_wakeup(self, until: datetime) -> datetime | None:
-        """The next instant after `until` at which time alone changes this target."""
+        """The next instant after `until` at which time alone changes this target.
+
+        Asked after time has passed to `until` (`advance(until)`): every rung or breach
+        left then fires after `until`, so the next is the clock's next firing, unless the
+        at-risk point comes first.
+        """
         if self.c.status != "running":
             return None
-        reached = self._elapsed_at(until)
-        points = [business_s for business_s, _, _ in self._rung_points()]
+        wakeup = self._next_firing()
         if not self.c.breached:
-            points.append(self.budget)
-            points.append(round(self.at_risk_fraction * self.budget))
-        ahead = [p for p in points if p > reached]
-        return self._instant_at(min(ahead)) if ahead else None
+            at_risk_s = round(self.at_risk_fraction * self.budget)
+            if at_risk_s > self._elapsed_at(until):
+                at_risk = self._instant_at(at_risk_s)
+                wakeup = at_risk if wakeup is None else min(wakeup, at_risk)
+            if (
+                wakeup is not None
+                and not self._predicts_late(until)
+                and self._predicts_late(wakeup)
+            ):
+                wakeup = self._prediction_turns_late(until, wakeup)
+        return wakeup
+
+    def _predicts_late(self, at: datetime) -> bool:
+        """True for an order whose stages ahead, each taking its budget from `at`, would end
+        after the due time (see `projected_finish`)."""
+        if self.info.kind != "order":
+            return False
+        finish = projected_finish(
+            self.state.history, self.policy, at, self.stage_cal, _end_stage(self.target)
+        )
+        return finish is not None and finish > self._due()
+
+    def _prediction_turns_late(self, early: datetime, late: datetime) -> datetime:
+        """The first whole second after `early`, up to `late`, at which the prediction is late.
+
+        With no stage moving, the projected finish only moves later as time passes, so the
+        prediction turns once: found by bisection (about 20 projections for a day).
+        """
+        lo, hi = 0, int((late - early).total_seconds())
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if self._predicts_late(early + timedelta(seconds=mid)):
+                hi = mid
+            else:
+                lo = mid
+        return early + timedelta(seconds=hi)
 
 
 def _end_stage(target: Target) -> str | None:
@@ -649,7 +712,7 @@ def _next_stage(policy: Policy, stage: str) -> str | None:
 
 @dataclass(slots=True)
 class FoldCheckpoint:
-    """A request's target folds after the first `len(event_ids)` events of its history.
+    """A request's target folds after the first `len(events)` events of its history.
 
     Kept in memory only (never in the table): the next event of the same request goes on
     from here instead of folding the whole history again. Valid only while the history
@@ -657,18 +720,17 @@ class FoldCheckpoint:
     and the clock has not gone back before the last of them.
     """
 
-    event_ids: tuple[str, ...]
+    events: tuple[HistoryEvent, ...]
     last_at: datetime | None
     folds: list[_TargetFold]
     last_ticket_state: str | None
 
     def fits(self, state: RequestState, now: datetime) -> bool:
         """True when `state`'s history extends what this checkpoint has folded."""
-        n = len(self.event_ids)
-        history = state.history
-        if len(history) < n or (self.last_at is not None and now < self.last_at):
+        if self.last_at is not None and now < self.last_at:
             return False
-        return all(history[i].event_id == self.event_ids[i] for i in range(n))
+        # Compared element by element, identical objects first: the usual case is cheap.
+        return state.history[: len(self.events)] == self.events
 
 
 def _new_folds(
@@ -716,7 +778,7 @@ def _project(
     """
     until = now
     if resume is not None and resume.fits(state, now):
-        folds, done = resume.folds, len(resume.event_ids)
+        folds, done = resume.folds, len(resume.events)
         last_ticket_state, last_at = resume.last_ticket_state, resume.last_at
         for fold in folds:
             fold.state, fold.skip, fold.records = state, skip, []
@@ -734,16 +796,17 @@ def _project(
             fold.advance(ev.at)
             fold.apply(ev, sigs)
         done, last_at = done + 1, ev.at
-    checkpoint = FoldCheckpoint(
-        tuple(e.event_id for e in history[:done]), last_at, folds, last_ticket_state
-    )
-    # Time passing up to `now` happens on copies, so the checkpoint stays at the last event.
-    ahead = [fold.fork() for fold in folds]
-    for fold in ahead:
-        fold.advance(until)
-    records = tuple(
-        r for fold, tip in zip(folds, ahead, strict=True) for r in fold.records + tip.records
-    )
+    checkpoint = FoldCheckpoint(history[:done], last_at, folds, last_ticket_state)
+    # Time passing up to `now` happens on copies, so the checkpoint stays at the last event;
+    # a fold that time leaves as it is needs no copy.
+    ahead = [fold.fork() if fold.fires_by(until) else fold for fold in folds]
+    records_list: list[Record] = []
+    for fold, tip in zip(folds, ahead, strict=True):
+        records_list.extend(fold.records)
+        if tip is not fold:
+            tip.advance(until)
+            records_list.extend(tip.records)
+    records = tuple(records_list)
     wakeups = [w for fold in ahead if (w := fold.next_wakeup(until)) is not None]
     wakeups.extend(e.at for e in history[done:])
     projection = Projection(
@@ -872,7 +935,7 @@ class Tracker:
             state.info,
             self.policy.version if replan else state.policy_version,
             state.history,
-            state.emitted | new_ids,
+            state.emitted | new_ids if new_ids else state.emitted,
             projection.snapshots,
             projection.next_wakeup,
             deliveries,

@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, example, given, reject, settings
 from hypothesis import strategies as st
 
 from greenlane.config.loader import load_policy
+from greenlane.config.settings import EXAMPLE_POLICY
 from greenlane.sla.engine import Tracker, apply_account, matching_sla, project
 from greenlane.sla.records import Escalation, Record, SlaChange
 from greenlane.sla.state import AccountState, RequestState
@@ -560,3 +561,34 @@ def test_keeping_folds_between_events_changes_nothing(
             assert tick_a.records == tick_b.records
             assert tick_a.state == tick_b.state
             a, b = tick_a.state, tick_b.state
+
+
+# -- the wake-up ---------------------------------------------------------------------------
+
+EXAMPLE = load_policy(EXAMPLE_POLICY)
+
+
+@SETTINGS
+@given(stories(), st.integers(0, 20 * 86400), st.sampled_from(["24x7", "example"]))
+def test_nothing_changes_before_the_next_wakeup(story: Story, lag: int, which: str) -> None:
+    """Time alone changes nothing before a request's next wake-up (a late wake-up would
+    miss a deadline), and a request with none is never changed by time again. Run on
+    24x7 clocks and on the example policy's working calendars (nights, weekends, 调休)."""
+    policy = POLICY if which == "24x7" else EXAMPLE
+    tracker = Tracker(policy)
+    events = story.events()
+    now = events[-1].event_time + timedelta(seconds=lag)
+    state: RequestState | None = None
+    for ev in events:
+        state = tracker.apply(state, ev, story.account, now).state
+    assert state is not None
+    wakeup = state.next_wakeup
+    assert wakeup is None or wakeup > now
+    quiet = (wakeup - timedelta(seconds=1)) if wakeup is not None else now + timedelta(days=60)
+    later = Tracker(policy).advance(state, quiet)  # a fresh tracker refolds from scratch
+    assert later.records == ()
+    assert later.state.snapshots == state.snapshots
+    if wakeup is not None and not any(s.predicted for s in state.snapshots):
+        # ... and something does change at the wake-up: a rung, the breach, or at-risk.
+        woken = tracker.advance(state, wakeup)
+        assert woken.records or woken.state.snapshots != state.snapshots
