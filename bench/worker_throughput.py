@@ -10,6 +10,10 @@ those same records, each figure with its own consumer group:
 3. the worker (`greenlane.cli.main worker`), from the first processed event to the last,
    read from its /metrics; with the workaround unless `--without-workaround`.
 
+Traffic is live by default (event times just behind the clock, about one output per event,
+like the pipeline's one record); `--traffic backlog` replays two-day-old events, every rung
+already due, so each event yields several outputs.
+
 Goal (issue): (3) >= 50 % of (2) and >= 20,000 events/s per worker. Prints the figures as
 JSON and writes them to `--out`.
 
@@ -42,8 +46,17 @@ from greenlane.streams.tansu import EmbeddedBroker, free_port
 FAUST_DEFAULT_MAX_BATCH_SIZE = 16384
 
 
-def events(n: int, start: datetime, topic: str | None = None) -> list[tuple[str, bytes, bytes]]:
-    """(topic, key, value) for n events: tickets of 200 accounts, five events each.
+# Live traffic: events 20 ms apart ending now, so a ticket's lifecycle takes 100 ms and none
+# comes near a deadline (about one output per event, as in figure 2). Backlog: one second
+# apart from two days ago, so every rung of every ticket is already due when it is read.
+TRAFFIC = {"live": timedelta(milliseconds=20), "backlog": timedelta(seconds=1)}
+
+
+def events(
+    n: int, start: datetime, topic: str | None = None, spacing: timedelta = TRAFFIC["backlog"]
+) -> list[tuple[str, bytes, bytes]]:
+    """(topic, key, value) for n events: tickets of 200 accounts, five events each, `spacing`
+    apart from `start`.
 
     `topic` defaults to the configured tickets topic.
     """
@@ -61,9 +74,10 @@ def events(n: int, start: datetime, topic: str | None = None) -> list[tuple[str,
         kind, data = steps[step]
         account = f"ENT-GZ-{request % 200:04d}"
         body = {
-            "event_id": f"e-{i}",
+            # zero-padded: events in the same second apply in id order
+            "event_id": f"e-{i:09d}",
             "event_type": kind,
-            "event_time": (start + timedelta(seconds=i)).isoformat(),
+            "event_time": (start + i * spacing).isoformat(),
             "account_id": account,
             "request_id": f"TT-{request}",
             "data": data,
@@ -158,12 +172,23 @@ def main() -> None:
         "exact); the pipeline is measured both ways regardless",
     )
     parser.add_argument(
+        "--traffic",
+        choices=sorted(TRAFFIC),
+        default="live",
+        help="live: event times just behind the clock, as in operation (like figure 2, about "
+        "one output per event); backlog: two days old, every rung already due (a catch-up)",
+    )
+    parser.add_argument(
         "--timeout", type=float, default=600.0, help="seconds each figure may take at most"
     )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp, EmbeddedBroker() as broker:
         topics, app_id = fresh_topics(broker, args.partitions)
-        batch = events(args.events, datetime.now(UTC) - timedelta(days=2), topics.tickets)
+        spacing = TRAFFIC[args.traffic]
+        start = datetime.now(UTC) - (
+            args.events * spacing if args.traffic == "live" else timedelta(days=2)
+        )
+        batch = events(args.events, start, topics.tickets, spacing)
         producer = KafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=20)
         t0 = time.perf_counter()
         for topic, key, value in batch:
@@ -206,6 +231,7 @@ def main() -> None:
     }
     result = {
         "events": args.events,
+        "traffic": args.traffic,
         "partitions": args.partitions,
         "publish_events_per_s": round(args.events / publish_s),
         "raw_consume_events_per_s": round(refs["raw_consume"].events_per_s),
