@@ -9,6 +9,7 @@ decoded once beforehand; state is a plain dict of `RequestState`. Goal: >= 200,0
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import time
 from datetime import UTC, datetime, timedelta
@@ -17,6 +18,7 @@ from pathlib import Path
 import orjson
 from harness import write_result
 
+from greenlane.cli.main import GC_THRESHOLDS
 from greenlane.config.loader import load_policy
 from greenlane.config.settings import EXAMPLE_POLICY
 from greenlane.sla.engine import Tracker
@@ -36,6 +38,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--events", type=int, default=50_000)
     parser.add_argument("--out", type=Path)
+    parser.add_argument(
+        "--gc",
+        choices=["worker", "default"],
+        default="worker",
+        help="the cyclic collector as the worker sets it (cli.main.GC_THRESHOLDS, start-up "
+        "objects frozen), or Python's defaults",
+    )
     args = parser.parse_args()
     os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # one core
     start = datetime(2026, 11, 2, 1, 0, tzinfo=UTC)
@@ -53,6 +62,10 @@ def main() -> None:
         }
         decoded.append(decode_event(orjson.dumps(body)))
     tracker = Tracker(load_policy(EXAMPLE_POLICY))
+    if args.gc == "worker":
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(*GC_THRESHOLDS)
     states: dict[str, RequestState] = {}
     records = 0
     t0, c0 = time.perf_counter(), time.process_time()
@@ -67,6 +80,7 @@ def main() -> None:
     result = {
         "benchmark": "rules_throughput",
         "events": args.events,
+        "gc": args.gc,
         "records": records,
         "seconds_cpu": round(cpu, 3),
         "events_per_s": round(args.events / cpu),
