@@ -579,9 +579,10 @@ def test_nothing_changes_before_the_next_wakeup(story: Story, lag: int, which: s
     events = story.events()
     now = events[-1].event_time + timedelta(seconds=lag)
     state: RequestState | None = None
-    for ev in events:
-        state = tracker.apply(state, ev, story.account, now).state
+    for ev in events:  # live: each event as it happens, then time passes to `now`
+        state = tracker.apply(state, ev, story.account, ev.event_time).state
     assert state is not None
+    state = tracker.advance(state, now).state
     wakeup = state.next_wakeup
     assert wakeup is None or wakeup > now
     quiet = (wakeup - timedelta(seconds=1)) if wakeup is not None else now + timedelta(days=60)
