@@ -61,6 +61,8 @@ class OpenSlaGauge(Collector):
 
     def update(self, partition: int, before: RequestState | None, after: RequestState) -> None:
         """Account for one request changing from `before` to `after`."""
+        if before is not None and before.snapshots == after.snapshots and before.info == after.info:
+            return  # the usual event: where its SLAs stand did not change
         counts = self.by_partition.setdefault(partition, Counter())
         counts.subtract(open_counts(before))
         counts.update(open_counts(after))

@@ -97,7 +97,10 @@ def decode_event(raw: bytes | str | None, key: bytes | str | None = None) -> Eve
                 "key_mismatch",
                 f"message key {key_text!r} differs from account_id {envelope.account_id!r}",
             )
-    return envelope.model_copy(update={"data": data})
+    # The envelope is ours alone until returned: setting its validated `data` in place
+    # spares a copy of the model (about a third of decoding) on every event.
+    object.__setattr__(envelope, "data", data)
+    return envelope
 
 
 def encode_record(record: dict[str, Any]) -> bytes:
