@@ -9,7 +9,6 @@ decoded once beforehand; state is a plain dict of `RequestState`. Goal: >= 200,0
 from __future__ import annotations
 
 import argparse
-import gc
 import os
 import time
 from datetime import UTC, datetime, timedelta
@@ -18,7 +17,7 @@ from pathlib import Path
 import orjson
 from harness import write_result
 
-from greenlane.cli.main import GC_THRESHOLDS
+from greenlane.cli.main import tune_gc
 from greenlane.config.loader import load_policy
 from greenlane.config.settings import EXAMPLE_POLICY
 from greenlane.sla.engine import Tracker
@@ -42,7 +41,7 @@ def main() -> None:
         "--gc",
         choices=["worker", "default"],
         default="worker",
-        help="the cyclic collector as the worker sets it (cli.main.GC_THRESHOLDS, start-up "
+        help="the cyclic collector as the worker sets it (cli.main.tune_gc: start-up "
         "objects frozen), or Python's defaults",
     )
     args = parser.parse_args()
@@ -63,9 +62,7 @@ def main() -> None:
         decoded.append(decode_event(orjson.dumps(body)))
     tracker = Tracker(load_policy(EXAMPLE_POLICY))
     if args.gc == "worker":
-        gc.collect()
-        gc.freeze()
-        gc.set_threshold(*GC_THRESHOLDS)
+        tune_gc()
     states: dict[str, RequestState] = {}
     records = 0
     t0, c0 = time.perf_counter(), time.process_time()

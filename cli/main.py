@@ -35,6 +35,19 @@ cli.add_typer(audit_cli, name="audit")
 cli.add_typer(notify_cli, name="notify")
 
 
+def tune_gc() -> None:
+    """Set the cyclic garbage collector up as the worker runs it.
+
+    The worker keeps every open request in memory and allocates a few dozen objects per
+    event: with the default thresholds the collector runs every 700 allocations and, as the
+    tables grow, full collections walk them all. What is loaded so far is frozen out of the
+    collector's reach, and collections run less often.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
 @cli.command()
 def worker() -> None:
     """Run a tracker worker with settings from the environment (GREENLANE_*)."""
@@ -69,13 +82,7 @@ def worker() -> None:
     # it can spin on every record: every debug call in Kafka's clients then builds a record
     # (about a tenth of the worker's time). A service has no use for a spinner.
     runner.spinner = None
-    # The worker keeps every open request in memory and allocates a few dozen objects per
-    # event: with the default thresholds the cyclic collector runs every 700 allocations
-    # and, as the tables grow, full collections walk them all. What is loaded at start
-    # is frozen out of the collector's reach, and collections run less often.
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(*GC_THRESHOLDS)
+    tune_gc()
     runner.execute_from_commandline()
 
 
