@@ -1,5 +1,8 @@
 """The Faust app: the tracker agent, the deadline sweep, the audit writer and `/metrics`.
 
+The audit writer runs here unless `audit_in_worker` is off (then `greenlane audit-writer`
+runs it in a process of its own: audit/app.py).
+
 One agent reads every input topic and the tick topic. They share one partition count and
 are keyed by account id, so one account's requests, its master data and its state live in
 one partition on one worker. State is in Faust tables (changelogged). The sweep never
@@ -10,8 +13,6 @@ place with a current event (which is what Faust's changelog needs to pick the pa
 
 from __future__ import annotations
 
-import asyncio
-import base64
 import logging
 import time
 from collections.abc import AsyncIterator, Iterator, MutableMapping
@@ -24,8 +25,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from greenlane.agents.metrics import WorkerMetrics, faust_consumer_lag
 from greenlane.agents.tracking import Message, Output, TrackerService, utc_now
-from greenlane.audit.migrate import SchemaNotCurrent, ensure_current
-from greenlane.audit.store import AuditStore
+from greenlane.audit.app import AuditWriter, add_audit_agent
 from greenlane.config.loader import load_policy
 from greenlane.config.settings import Settings, bootstrap_of
 from greenlane.sla.engine import Tracker
@@ -36,7 +36,6 @@ from greenlane.streams.tansu import TANSU_FAUST_WORKAROUNDS
 
 log = logging.getLogger(__name__)
 
-AUDIT_BATCH = 500
 # Events the tracker takes at once: enough to coalesce a request's writes and send outputs
 # in few Kafka batches; the wait for a batch to fill bounds what a lone event or tick waits.
 TRACK_BATCH = 500
@@ -145,7 +144,7 @@ class Greenlane:
         )
         # partition → when its last tick was sent; a tick lost in a rebalance is re-sent.
         self.tick_sent: dict[int, float] = {}
-        self.audit: AuditStore | None = None
+        self.audit = AuditWriter(settings.audit_url)
         self._wire()
         # Scrape-time views of the running consumer: revoked partitions leave the open-SLA
         # gauge at once, and consumer lag covers the partitions assigned now.
@@ -220,17 +219,8 @@ class Greenlane:
 
         self.requests.on_recover(on_recovered)
 
-        audit_topics = self._raw_topic(
-            settings.topics.sla_changes, settings.topics.escalations, settings.topics.deadletter
-        )
-
-        @app.agent(audit_topics, name="greenlane.audit")
-        async def audit(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
-            store = self._audit_store()
-            async for batch in stream.take(AUDIT_BATCH, within=1.0):
-                records = [orjson.loads(value) for value in batch]
-                await self._write_audit(store, records)
-                yield None
+        if settings.audit_in_worker:
+            add_audit_agent(app, settings, self.audit)
 
         @app.page("/metrics")
         async def metrics(web: Any, request: Any) -> Any:
@@ -239,50 +229,6 @@ class Greenlane:
         @app.page("/ready")
         async def ready(web: Any, request: Any) -> Any:
             return web.json({"ready": True, "partitions": sorted(self.owned_partitions())})
-
-    def open_audit_store(self) -> AuditStore:
-        """Open the audit store, checking its schema first.
-
-        An empty database is created at the newest schema (a first start); one that is
-        behind (or ahead of) this code raises `SchemaNotCurrent` naming the command to run,
-        so the worker refuses to start rather than write to a schema it does not know.
-        """
-        if self.audit is None:
-            store = AuditStore(self.settings.audit_url)
-            try:
-                ensure_current(store.engine)
-            except SchemaNotCurrent:
-                store.close()
-                raise
-            self.audit = store
-        return self.audit
-
-    def _audit_store(self) -> AuditStore:
-        return self.open_audit_store()
-
-    async def _write_audit(self, store: AuditStore, records: list[dict[str, Any]]) -> None:
-        """Write a batch; on a database error, retry until it is written (offsets wait)."""
-        changes = [r for r in records if r.get("record_type") in ("sla_change", "escalation")]
-        dead = [r for r in records if r.get("record_type") == "dead_letter"]
-        delay = 0.5
-        while True:
-            try:
-                await asyncio.to_thread(store.write, changes)
-                for d in dead:
-                    await asyncio.to_thread(
-                        store.write_dead_letter,
-                        d["source_topic"],
-                        d["source_partition"],
-                        d["source_offset"],
-                        d["reason"],
-                        d["detail"],
-                        base64.b64decode(d["value_b64"]),
-                    )
-                return
-            except Exception:  # a database outage must not lose records: hold and retry
-                log.exception("audit write failed; retrying in %.1fs", delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 30.0)
 
 
 def create_app(settings: Settings | None = None) -> Greenlane:

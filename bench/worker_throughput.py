@@ -8,7 +8,8 @@ those same records, each figure with its own consumer group:
    changelog topic, one output record per event): the practical ceiling for Python, with and
    without the Tansu one-record-per-batch workaround (BROKER.md, defect 1);
 3. the worker (`greenlane.cli.main worker`), from the first processed event to the last,
-   read from its /metrics; with the workaround unless `--without-workaround`.
+   read from its /metrics; with the workaround unless `--without-workaround`; without the
+   audit writer (run beside it as `greenlane audit-writer`) unless `--audit-in-worker`.
 
 Traffic is live by default (event times just behind the clock, about one output per event,
 like the pipeline's one record); `--traffic backlog` replays two-day-old events, every rung
@@ -25,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -119,8 +121,24 @@ def worker_max_batch_size(env: dict[str, str]) -> int:
     return FAUST_DEFAULT_MAX_BATCH_SIZE if value is None else int(value)
 
 
-def measure_worker(env: dict[str, str], url: str, n: int, timeout: float) -> tuple[float, float]:
-    """Run the worker until its /metrics count reaches n; (events counted, seconds)."""
+def start_profiler(pid: int, out: Path) -> subprocess.Popen[bytes]:
+    """py-spy sampling `pid` (every thread) into `out` in collapsed-stack form, until SIGINT."""
+    spy = str(Path(sys.executable).with_name("py-spy"))
+    sampling = ["--threads", "--rate", "200", "--format", "raw", "--output", str(out)]
+    return subprocess.Popen(
+        [spy, "record", "--pid", str(pid), *sampling],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def measure_worker(
+    env: dict[str, str], url: str, n: int, timeout: float, profile: Path | None = None
+) -> tuple[float, float]:
+    """Run the worker until its /metrics count reaches n; (events counted, seconds).
+
+    With `profile`, py-spy samples the worker from its first counted event to the last.
+    """
     worker = subprocess.Popen(
         [sys.executable, "-m", "greenlane.cli.main", "worker"],
         env=env,
@@ -128,6 +146,7 @@ def measure_worker(env: dict[str, str], url: str, n: int, timeout: float) -> tup
         stderr=subprocess.DEVNULL,
     )
     first = last = None
+    profiler: subprocess.Popen[bytes] | None = None
     count = 0.0
     deadline = time.perf_counter() + timeout
     try:
@@ -139,6 +158,8 @@ def measure_worker(env: dict[str, str], url: str, n: int, timeout: float) -> tup
             now = time.perf_counter()
             if count > 0 and first is None:
                 first = (now, count)
+                if profile is not None:
+                    profiler = start_profiler(worker.pid, profile)
             if count >= n:
                 last = (now, count)
                 break
@@ -148,6 +169,9 @@ def measure_worker(env: dict[str, str], url: str, n: int, timeout: float) -> tup
                 raise SystemExit(f"worker: {count:.0f} of {n} events within {timeout:.0f} s")
             time.sleep(0.05)  # sampling interval of the measurement
     finally:
+        if profiler is not None:
+            profiler.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT
+            profiler.wait(60)
         worker.terminate()
         try:
             worker.wait(30)
@@ -179,6 +203,17 @@ def main() -> None:
         "one output per event); backlog: two days old, every rung already due (a catch-up)",
     )
     parser.add_argument(
+        "--audit-in-worker",
+        action="store_true",
+        help="the worker also writes the audit store (one-process deployment); by default it "
+        "runs as deployed beside `greenlane audit-writer`, which the pipeline has no part of",
+    )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="write py-spy's collapsed stacks of the worker, while it processes, to this file",
+    )
+    parser.add_argument(
         "--timeout", type=float, default=600.0, help="seconds each figure may take at most"
     )
     args = parser.parse_args()
@@ -208,6 +243,7 @@ def main() -> None:
             GREENLANE_APP_ID=app_id,
             GREENLANE_BROKER=broker.faust_url,
             GREENLANE_EMBEDDED_BROKER=str(not args.without_workaround).lower(),
+            GREENLANE_AUDIT_IN_WORKER=str(args.audit_in_worker).lower(),
             GREENLANE_PARTITIONS=str(args.partitions),
             GREENLANE_WEB_PORT=str(port),
             GREENLANE_AUDIT_URL=f"sqlite:///{tmp}/audit.db",
@@ -220,7 +256,7 @@ def main() -> None:
         )
         batch_size = worker_max_batch_size(env)
         url = f"http://127.0.0.1:{port}/metrics"
-        counted, seconds = measure_worker(env, url, args.events, args.timeout)
+        counted, seconds = measure_worker(env, url, args.events, args.timeout, args.profile)
     rate = counted / seconds if seconds > 0 else float("nan")
     worker_one_per_batch = one_record_per_batch(batch_size)
     # The pipeline run with the same batching as the worker is the one to compare against.
@@ -232,6 +268,7 @@ def main() -> None:
     result = {
         "events": args.events,
         "traffic": args.traffic,
+        "audit_in_worker": args.audit_in_worker,
         "partitions": args.partitions,
         "publish_events_per_s": round(args.events / publish_s),
         "raw_consume_events_per_s": round(refs["raw_consume"].events_per_s),

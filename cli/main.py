@@ -7,7 +7,7 @@ import logging
 import sys
 from datetime import date, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -51,8 +51,6 @@ def tune_gc() -> None:
 @cli.command()
 def worker() -> None:
     """Run a tracker worker with settings from the environment (GREENLANE_*)."""
-    import faust
-
     from greenlane.agents.app import create_app
     from greenlane.audit.migrate import SchemaNotCurrent
     from greenlane.streams.admin import create_topics
@@ -67,17 +65,48 @@ def worker() -> None:
     covered = _calendars_cover(greenlane.policy, date.today())
     if not covered and settings.calendar_gap_at_start == "refuse":
         raise typer.Exit(2)
+    if settings.audit_in_worker:
+        try:
+            greenlane.audit.open()
+        except SchemaNotCurrent as exc:
+            typer.echo(f"greenlane worker: {exc}", err=True)
+            raise typer.Exit(2) from None
+    create_topics(
+        bootstrap_of(settings.broker),
+        all_topics(settings.topics, settings.partitions),
+        settings.replication,
+    )
+    _run(greenlane.app, settings)
+
+
+@cli.command("audit-writer")
+def audit_writer() -> None:
+    """Run the audit writer alone (for workers started with GREENLANE_AUDIT_IN_WORKER=false)."""
+    from greenlane.audit.app import AuditWriterApp
+    from greenlane.audit.migrate import SchemaNotCurrent
+    from greenlane.streams.admin import create_topics
+    from greenlane.streams.topics import all_topics
+
+    settings = Settings()
+    writer = AuditWriterApp(settings)
     try:
-        greenlane.open_audit_store()
+        writer.writer.open()
     except SchemaNotCurrent as exc:
-        typer.echo(f"greenlane worker: {exc}", err=True)
+        typer.echo(f"greenlane audit-writer: {exc}", err=True)
         raise typer.Exit(2) from None
     create_topics(
         bootstrap_of(settings.broker),
         all_topics(settings.topics, settings.partitions),
         settings.replication,
     )
-    runner = faust.Worker(greenlane.app, loglevel=settings.log_level)
+    _run(writer.app, settings)
+
+
+def _run(app: Any, settings: Settings) -> None:
+    """Run a Faust app as a service until it is stopped (SIGTERM, SIGINT)."""
+    import faust
+
+    runner = faust.Worker(app, loglevel=settings.log_level)
     # At a level of WARN or above, Faust's terminal spinner sets the root logger to DEBUG so
     # it can spin on every record: every debug call in Kafka's clients then builds a record
     # (about a tenth of the worker's time). A service has no use for a spinner.

@@ -44,6 +44,15 @@ class Settings(BaseSettings):
     topics: TopicSettings = TopicSettings()
     policy_file: Path = EXAMPLE_POLICY
     audit_url: str = "sqlite:///greenlane-audit.db"
+    audit_in_worker: bool = Field(
+        default=True,
+        description="each worker also writes the output records to the audit store; off, "
+        "`greenlane audit-writer` does it in a process of its own",
+    )
+    audit_app_id: str = Field(
+        default="greenlane-audit",
+        description="app id (consumer group) of the stand-alone `greenlane audit-writer`",
+    )
     web_host: str = "127.0.0.1"
     web_port: int = Field(default=6066, ge=0, le=65535)
     data_dir: Path = Path("var/worker")

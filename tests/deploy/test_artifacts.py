@@ -159,10 +159,14 @@ def test_compose_stack_is_complete_and_its_files_exist() -> None:
     )
     assert "controller" in services["kafka"]["environment"]["KAFKA_PROCESS_ROLES"]  # KRaft
     assert services["notifier"]["command"] == ["notify"]
+    assert services["audit-writer"]["command"] == ["audit-writer"]
+    assert services["audit-writer"]["environment"]["GREENLANE_AUDIT_URL"].startswith(
+        "postgresql+psycopg://"
+    )
     for name in workers:
         env = services[name]["environment"]
-        assert env["GREENLANE_AUDIT_URL"].startswith("postgresql+psycopg://")
         assert env["GREENLANE_EMBEDDED_BROKER"] == "false"
+        assert env["GREENLANE_AUDIT_IN_WORKER"] == "false"  # the audit-writer service writes
     scrape = yaml.safe_load((DEPLOY / "prometheus/prometheus.yml").read_text())
     [job] = [j for j in scrape["scrape_configs"] if j["job_name"] == "greenlane-worker"]
     assert sorted(t.split(":")[0] for t in job["static_configs"][0]["targets"]) == sorted(workers)

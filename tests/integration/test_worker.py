@@ -1,14 +1,17 @@
 """The worker on the real (embedded) broker: CONTRACT.md's example end to end, bad input,
-and a restart that recovers state from the changelog without repeating an escalation."""
+a restart that recovers state from the changelog without repeating an escalation, and the
+audit writer in a process of its own."""
 
 from __future__ import annotations
 
 import base64
+from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 from fixtures.broker import Deployment, Worker, wait_for
+from sqlalchemy import text
 
 from greenlane.audit.store import AuditStore
 
@@ -306,3 +309,42 @@ def test_a_branch_on_another_partition_takes_its_groups_tier(deployment: Deploym
     assert respond["tier"] == "group"
     # group tier: respond within 30 min (a standard account would have 60)
     assert respond["due_at"] == "2026-11-02T01:30:00+00:00"
+
+
+def audit_ids(url: str) -> tuple[list[str], list[str]]:
+    """Change ids and escalation ids in the audit store."""
+    store = AuditStore(url)
+    try:
+        with store.engine.connect() as conn:
+            changes = conn.execute(text("SELECT change_id FROM sla_changes")).scalars().all()
+            rungs = conn.execute(text("SELECT escalation_id FROM escalations")).scalars().all()
+    finally:
+        store.close()
+    return list(changes), list(rungs)
+
+
+def test_a_standalone_audit_writer_records_what_workers_without_one_publish(
+    deployment: Deployment,
+) -> None:
+    database = Path(deployment.audit_url.removeprefix("sqlite:///"))
+    deployment.start_worker(env={"GREENLANE_AUDIT_IN_WORKER": "false"})
+    deployment.publish([account_event()])
+    deployment.publish(contract_example())
+    topics = deployment.topics
+    # The example is long past: both targets start and breach at once.
+    changes = deployment.read(topics.sla_changes, lambda rs: len(rs) >= 4)
+    rungs = deployment.read(topics.escalations, lambda rs: len(rs) >= 1)
+    # A worker without the audit writer never opens the audit store.
+    assert not database.exists()
+
+    # Its own consumer group, unique to this test on the shared broker.
+    own_group = {"GREENLANE_AUDIT_APP_ID": f"{deployment.app_id}-audit"}
+    deployment.start_worker(command="audit-writer", env=own_group)
+    want_changes = {r["change_id"] for r in changes}
+    want_rungs = {r["escalation_id"] for r in rungs}
+
+    def written() -> bool:
+        got_changes, got_rungs = audit_ids(deployment.audit_url) if database.exists() else ([], [])
+        return want_changes <= set(got_changes) and want_rungs <= set(got_rungs)
+
+    wait_for(written, 60, "the published records in the audit store")
