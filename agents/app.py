@@ -56,10 +56,20 @@ class JsonTable(MutableMapping[str, Any]):
         self.table = table
 
     def __getitem__(self, key: str) -> Any:
-        raw = self.table.get(key.encode("utf-8"))
+        raw = self.table.data.get(key.encode("utf-8"))
         if raw is None:
             raise KeyError(key)
         return orjson.loads(raw)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """The value at `key`, or `default`.
+
+        One lookup in the table's store (which `put` writes too): the mapping's own `get`
+        goes through `__getitem__`, Faust's get sensors and a KeyError for every absent key,
+        and most events are for requests or accounts not seen before.
+        """
+        raw = self.table.data.get(key.encode("utf-8"))
+        return default if raw is None else orjson.loads(raw)
 
     def __setitem__(self, key: str, value: Any) -> None:
         self.table[key.encode("utf-8")] = orjson.dumps(value)
