@@ -21,7 +21,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from greenlane.sla.records import Escalation, Record, SlaChange
-from greenlane.sla.state import RequestState
+from greenlane.sla.state import RequestStanding, RequestState
 
 log = logging.getLogger(__name__)
 
@@ -36,17 +36,21 @@ COMPLETION_BUCKETS = (
 )  # fmt: skip
 
 
-def open_counts(state: RequestState | None) -> Counter[OpenKey]:
-    """How many open SLAs a request contributes, by service, target, tier and status."""
-    out: Counter[OpenKey] = Counter()
+def open_keys(state: RequestState | RequestStanding | None) -> Iterator[OpenKey]:
+    """The gauge key of each open SLA of a request (service, target, tier, status)."""
     if state is None or state.info is None:
-        return out
+        return
+    service, tier = state.info.service, state.info.tier
     for snap in state.snapshots:
         if not snap.is_open:
             continue
         status = "breached" if snap.breached else ("at_risk" if snap.at_risk else "on_track")
-        out[(state.info.service, snap.target, state.info.tier, status)] += 1
-    return out
+        yield (service, snap.target, tier, status)
+
+
+def open_counts(state: RequestState | RequestStanding | None) -> Counter[OpenKey]:
+    """How many open SLAs a request contributes, by service, target, tier and status."""
+    return Counter(open_keys(state))
 
 
 class OpenSlaGauge(Collector):
@@ -66,6 +70,12 @@ class OpenSlaGauge(Collector):
         counts = self.by_partition.setdefault(partition, Counter())
         counts.subtract(open_counts(before))
         counts.update(open_counts(after))
+
+    def add(self, partition: int, standing: RequestStanding) -> None:
+        """Count a request found in the table at recovery (not counted before)."""
+        counts = self.by_partition.setdefault(partition, Counter())
+        for key in open_keys(standing):
+            counts[key] += 1
 
     def reset(self, partitions: Iterable[int]) -> None:
         """Forget everything and count only these partitions from now on."""

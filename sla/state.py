@@ -156,16 +156,47 @@ class RequestState:
         return cls(
             account_id=raw["account_id"],
             request_id=raw["request_id"],
-            info=RequestInfo.from_dict(raw["info"]) if raw.get("info") else None,
+            info=_info_from(raw),
             policy_version=raw.get("policy_version", ""),
             history=tuple(HistoryEvent.from_dict(e) for e in raw.get("history", ())),
             emitted=frozenset(raw.get("emitted", ())),
-            snapshots=tuple(SlaSnapshot.from_list(s) for s in raw.get("snapshots", ())),
+            snapshots=_snapshots_from(raw),
             deliveries=tuple((e, d, tuple(ids)) for e, d, ids in raw.get("deliveries", ())),
-            next_wakeup=datetime.fromisoformat(raw["next_wakeup"])
-            if raw.get("next_wakeup")
-            else None,
+            next_wakeup=_wakeup_from(raw),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class RequestStanding:
+    """Where a request's SLAs stand: what the due index and the open-SLA gauge read of it.
+
+    Decoded from a stored `RequestState` without its history, emitted ids and deliveries:
+    recovery reads every request for these three fields only.
+    """
+
+    info: RequestInfo | None
+    snapshots: tuple[SlaSnapshot, ...]
+    next_wakeup: datetime | None
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> RequestStanding:
+        """The standing of the request whose `RequestState.to_dict()` is `raw`."""
+        return cls(_info_from(raw), _snapshots_from(raw), _wakeup_from(raw))
+
+
+# A stored state's fields that both `RequestState` and `RequestStanding` decode.
+def _info_from(raw: dict[str, Any]) -> RequestInfo | None:
+    info = raw.get("info")
+    return RequestInfo.from_dict(info) if info else None
+
+
+def _snapshots_from(raw: dict[str, Any]) -> tuple[SlaSnapshot, ...]:
+    return tuple(SlaSnapshot.from_list(s) for s in raw.get("snapshots", ()))
+
+
+def _wakeup_from(raw: dict[str, Any]) -> datetime | None:
+    wakeup = raw.get("next_wakeup")
+    return datetime.fromisoformat(wakeup) if wakeup else None
 
 
 @dataclass(frozen=True, slots=True)

@@ -191,6 +191,44 @@ def test_recovery_rebuilds_the_index_and_gauges_from_the_table() -> None:
     assert third.due_partitions({0}) == []
 
 
+def open_sla_samples(service: TrackerService) -> dict[tuple[tuple[str, str], ...], float]:
+    return {
+        tuple(sorted(s.labels.items())): s.value
+        for family in service.metrics.registry.collect()
+        for s in family.samples
+        if s.name == "greenlane_open_slas"
+    }
+
+
+def test_a_rebuild_counts_what_the_live_worker_counted() -> None:
+    # Requests in every state the gauge tells apart: on track, at risk, breached, and one
+    # restored (closed SLAs), so the rebuild's light decoding must agree with the live path.
+    clock = Clock(T0)
+    requests: dict[str, Any] = {}
+    live = make_service(clock, requests)
+    live.rebuild({1})
+    live.handle(TOPICS.accounts, 1, 0, KEY, ACCOUNT)
+    for i, minutes in enumerate((0, 5, 20, 33, 44)):
+        created = T0 + timedelta(minutes=minutes)
+        body = {"category": "fault", "severity": 1}
+        raw = event(f"c-{i}", "ticket.created", created, body, request_id=f"TT-{i}")
+        live.handle(TOPICS.tickets, 1, i + 1, KEY, raw)
+    restored = event(
+        "r-0", "ticket.state_changed", T0 + timedelta(minutes=30), {"state": "resolved"}, "TT-0"
+    )
+    clock.now = T0 + timedelta(minutes=45)
+    outputs = live.handle(TOPICS.tickets, 1, 9, KEY, restored)
+    assert "met" in {o.value.get("kind") for o in outputs}
+    live.sweep(1)
+    counted = open_sla_samples(live)
+    assert {dict(k)["status"] for k in counted} >= {"on_track", "at_risk", "breached"}
+
+    rebuilt = make_service(clock, requests)
+    rebuilt.rebuild({1})
+    assert open_sla_samples(rebuilt) == counted
+    assert rebuilt.index.next_due(1) == live.index.next_due(1)
+
+
 def test_a_redelivery_republishes_but_a_producers_duplicate_does_not() -> None:
     service = make_service(Clock(T0 + timedelta(hours=1)))
     service.handle(TOPICS.accounts, 1, 0, KEY, ACCOUNT)
