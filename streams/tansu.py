@@ -14,7 +14,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-# Faust settings applied only when the broker is the embedded Tansu.
+# Options of the Faust app (Faust's settings, and `fetch_max_wait_ms` of streams.faust_consumer.App)
+# applied only when the broker is the embedded Tansu.
 TANSU_FAUST_WORKAROUNDS: dict[str, Any] = {
     # ListOffsets(latest) answers the start of the last batch + 1, so table recovery stops
     # short of the last records of a multi-record batch: one record per batch keeps it exact.
@@ -26,6 +27,9 @@ TANSU_FAUST_WORKAROUNDS: dict[str, Any] = {
     "consumer_max_fetch_size": 8 * 2**20,
     # A new group member joins only after about half the session timeout.
     "broker_session_timeout": 6,
+    # A fetch waiting for data is not answered when data arrives: it waited 0.39 s (median;
+    # up to 0.75 s) at Faust's 1.5 s wait, 0.02 s at 0.1 s. Every tick and event waited so.
+    "fetch_max_wait_ms": 100,
 }
 
 
