@@ -21,6 +21,11 @@ $PY bench/recovery.py --slas $RECOVERY --max-seconds 1500 --out "$OUT/recovery.j
 $PY bench/worker_throughput.py --events $EVENTS --out "$OUT/worker_throughput.json"
 $PY bench/worker_throughput.py --events $EVENTS --without-workaround \
     --out "$OUT/worker_throughput_without_workaround.json"
+$PY bench/worker_throughput.py --events $EVENTS --without-workaround --audit-in-worker \
+    --out "$OUT/worker_throughput_audit_in_worker.json"
+$PY bench/worker_throughput.py --events $EVENTS --traffic backlog \
+    --out "$OUT/worker_throughput_backlog.json"
+$PY bench/faust_floor.py --events $((EVENTS * 5)) --out "$OUT/faust_floor.json"
 $PY bench/audit_write.py --out "$OUT/audit_write.json"
 $PY bench/notify_throughput.py --escalations 2000 --out "$OUT/notify_throughput.json"
 if $PY -c 'import matplotlib' 2>/dev/null; then $PY bench/plot_results.py; fi
