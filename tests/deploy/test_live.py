@@ -268,8 +268,12 @@ def check_queries(prometheus: Prometheus, audit_url: str) -> list[tuple[str, str
         wait_for(
             lambda: (
                 conn.execute("SELECT count(*) FROM dead_letters").fetchone() == (1,)
+                # ORD-9's completion stops its fulfil target. (Only that one: on a slow
+                # machine TT-2's respond can breach before its responded milestone is read,
+                # and then ends stopped as well.)
                 and conn.execute(
-                    "SELECT count(*) FROM sla_changes WHERE kind = 'stopped'"
+                    "SELECT count(*) FROM sla_changes WHERE kind = 'stopped' "
+                    "AND sla_id LIKE '%/ORD-9/fulfil'"
                 ).fetchone()
                 == (1,)
             ),
