@@ -72,11 +72,13 @@ def to_history_event(event: Event) -> HistoryEvent:
     """The compact form of a request event that the rules keep."""
     data = event.data
     eid, etype, at = event.event_id, event.event_type, event.event_time
-    if isinstance(data, OrderStateChanged | TicketStateChanged):
+    # Exact types (the envelope's data is validated into one class per event type): a
+    # pydantic model's isinstance check costs ten times as much, for every event.
+    if type(data) is OrderStateChanged or type(data) is TicketStateChanged:
         return HistoryEvent(eid, etype, at, state=data.state, reason=data.reason)
-    if isinstance(data, TicketMilestone):
+    if type(data) is TicketMilestone:
         return HistoryEvent(eid, etype, at, milestone=data.name)
-    if isinstance(data, ProvisioningStageChanged):
+    if type(data) is ProvisioningStageChanged:
         return HistoryEvent(
             eid, etype, at, stage=data.stage, status=data.status, department=data.department
         )
@@ -193,13 +195,31 @@ def _as_set(signals: tuple[str, ...]) -> frozenset[str]:
 
 @lru_cache(maxsize=4096)
 def _ladder_plan(ladder: tuple[Rung, ...], budget_s: int) -> tuple[tuple[int, int, int], ...]:
-    """(business seconds from start, rung, repeat) of every firing of a ladder on a budget
-    (memoised: every request of a tier and severity asks for the same)."""
+    """(business seconds from start, rung, repeat) of every firing of a ladder on a budget,
+    earliest first (memoised: every request of a tier and severity asks for the same).
+
+    Sorted, so the clock's next firing is the first point not yet fired. Points at the same
+    second keep the ladder's order (repeat, then rung), as `advance` fires them.
+    """
     return tuple(
-        (business_s, i + 1, repeat)
-        for i, rung in enumerate(ladder)
-        for business_s, repeat in rung.points(budget_s)
+        sorted(
+            (
+                (business_s, i + 1, repeat)
+                for i, rung in enumerate(ladder)
+                for business_s, repeat in rung.points(budget_s)
+            ),
+            key=lambda p: (p[0], p[2], p[1]),
+        )
     )
+
+
+@lru_cache(maxsize=1024)
+def _snapshot(
+    target: str, status: str, at_risk: bool, breached: bool, predicted: bool = False
+) -> SlaSnapshot:
+    """An `SlaSnapshot`, shared: snapshots are immutable and take few distinct values, and
+    every event asks for one per target."""
+    return SlaSnapshot(target, status, at_risk, breached, predicted)
 
 
 @dataclass(slots=True)
@@ -241,44 +261,92 @@ class _Clock:
         )
 
 
+# What the rules read of a request: account id, request id, info and history. A plain tuple:
+# for a new event the tracker folds these before it builds the request's new state.
+_Request = tuple[str, str, RequestInfo | None, tuple[HistoryEvent, ...]]
+
+
+@dataclass(frozen=True, slots=True)
+class _TargetRules:
+    """What the policy fixes for one target of a request: the same for every request whose
+    budget comes from the same facts (tier, severity, priority, region), so shared by them."""
+
+    target: Target
+    ladder: tuple[Rung, ...]
+    calendar: BusinessCalendar
+    stage_calendar: BusinessCalendar
+    policy: Policy
+    span: Span
+    plan: tuple[tuple[int, int, int], ...]  # the ladder's firings on `span.seconds`
+    at_risk_fraction: float
+    # The target's conditions as sets.
+    on_start: frozenset[str]
+    on_stop: frozenset[str]
+    on_pause: frozenset[str]
+    on_resume: frozenset[str]
+    on_cancel: frozenset[str]
+    on_reopen: frozenset[str]
+
+    @classmethod
+    def of(
+        cls,
+        target: Target,
+        info: RequestInfo,
+        ladder: tuple[Rung, ...],
+        calendars: Mapping[str, BusinessCalendar],
+        policy: Policy,
+    ) -> _TargetRules:
+        """The rules of `target` for a request with these facts."""
+        span = target.budget_for(info.tier, info.severity, info.priority, info.region)
+        return cls(
+            target,
+            ladder,
+            calendars[target.calendar],
+            calendars[policy.stage_calendar],
+            policy,
+            span,
+            _ladder_plan(ladder, span.seconds),
+            policy.at_risk_fraction,
+            _as_set(target.start),
+            _as_set(target.stop),
+            _as_set(target.pause),
+            _as_set(target.resume),
+            _as_set(target.cancel),
+            _as_set(target.reopen),
+        )
+
+
 class _TargetFold:
     """Folds one target of one request through its history up to `until`."""
 
     def __init__(
-        self,
-        state: RequestState,
-        info: RequestInfo,
-        target: Target,
-        ladder: tuple[Rung, ...],
-        calendar: BusinessCalendar,
-        stage_calendar: BusinessCalendar,
-        policy: Policy,
-        skip: frozenset[str] = frozenset(),
+        self, request: _Request, rules: _TargetRules, skip: frozenset[str] = frozenset()
     ) -> None:
-        self.state = state
+        self.account_id, self.request_id, info, self.history = request
+        assert info is not None
         # Ids already published: their records are not built again (the fold still counts
         # them, since ids and later records depend on what came before).
         self.skip = skip
         self.info = info
-        self.target = target
-        self.ladder = ladder
-        self.cal = calendar
-        self.stage_cal = stage_calendar
-        self.policy = policy
-        self.at_risk_fraction = policy.at_risk_fraction
-        # The target's conditions as sets, once per fold rather than once per event.
-        self.on_start = _as_set(target.start)
-        self.on_stop = _as_set(target.stop)
-        self.on_pause = _as_set(target.pause)
-        self.on_resume = _as_set(target.resume)
-        self.on_cancel = _as_set(target.cancel)
-        self.on_reopen = _as_set(target.reopen)
-        self._plan: tuple[tuple[int, int, int], ...] = ()
-        self._plan_budget = -1
-        self.span = target.budget_for(info.tier, info.severity, info.priority, info.region)
+        # The rules' parts as attributes of the fold's own: read on every event.
+        self.target = target = rules.target
+        self.ladder = rules.ladder
+        self.cal = rules.calendar
+        self.stage_cal = rules.stage_calendar
+        self.policy = rules.policy
+        self.at_risk_fraction = rules.at_risk_fraction
+        self.on_start = rules.on_start
+        self.on_stop = rules.on_stop
+        self.on_pause = rules.on_pause
+        self.on_resume = rules.on_resume
+        self.on_cancel = rules.on_cancel
+        self.on_reopen = rules.on_reopen
+        self.span = rules.span
         # Business seconds; for a span in working days it is fixed when the clock starts.
         self.budget = self.span.seconds
-        self.sla_id = f"{state.account_id}/{state.request_id}/{target.name}"
+        self._plan = rules.plan
+        self._plan_budget = self.budget
+        self.sla_id = f"{self.account_id}/{self.request_id}/{target.name}"
         self.c = _Clock()
         self.records: list[Record] = []
         # The instant of the next rung or breach while the clock runs (None: nothing left),
@@ -313,7 +381,13 @@ class _TargetFold:
         """The earliest instant a rung or the breach fires on the running clock (None when
         every rung has fired and the budget is spent)."""
         if not self._horizon_known:
-            low = min((p[0] for p in self._rung_points()), default=None)
+            fired = self.c.fired
+            # The plan is in firing order: the first point not yet fired is the earliest.
+            low = None
+            for business_s, rung, repeat in self._firing_plan():
+                if (rung, repeat) not in fired:
+                    low = business_s
+                    break
             if not self.c.breached and (low is None or self.budget < low):
                 low = self.budget
             self._horizon = None if low is None else self._instant_at(low)
@@ -353,8 +427,8 @@ class _TargetFold:
                 change_id=change_id,
                 sla_id=self.sla_id,
                 cycle=self.c.cycle,
-                account_id=self.state.account_id,
-                request_id=self.state.request_id,
+                account_id=self.account_id,
+                request_id=self.request_id,
                 target=self.target.name,
                 kind=kind,  # type: ignore[arg-type]
                 at=at,
@@ -410,8 +484,8 @@ class _TargetFold:
                     Escalation(
                         escalation_id=escalation_id,
                         sla_id=self.sla_id,
-                        account_id=self.state.account_id,
-                        request_id=self.state.request_id,
+                        account_id=self.account_id,
+                        request_id=self.request_id,
                         target=self.target.name,
                         rung=rung,
                         roles=self.ladder[rung - 1].roles,
@@ -430,13 +504,18 @@ class _TargetFold:
             ident = (*ident, self.c.cycle)
         return stable_id(self.sla_id, "rung", *ident)
 
-    def _rung_points(self) -> list[tuple[int, int, int]]:
-        """(business seconds from start, rung, repeat) of every firing not yet fired."""
+    def _firing_plan(self) -> tuple[tuple[int, int, int], ...]:
+        """Every firing of the ladder on this fold's budget, earliest first."""
         if self._plan_budget != self.budget:  # the ladder's points for this budget, once
             self._plan = _ladder_plan(self.ladder, self.budget)
             self._plan_budget = self.budget
+        return self._plan
+
+    def _rung_points(self) -> list[tuple[int, int, int]]:
+        """(business seconds from start, rung, repeat) of every firing not yet fired."""
         fired = self.c.fired
-        return [p for p in self._plan if (p[1], p[2]) not in fired] if fired else list(self._plan)
+        plan = self._firing_plan()
+        return [p for p in plan if (p[1], p[2]) not in fired] if fired else list(plan)
 
     # -- conditions -------------------------------------------------------------------
     def apply(self, ev: HistoryEvent, sigs: frozenset[str]) -> None:
@@ -520,42 +599,38 @@ class _TargetFold:
 
     # -- attribution --------------------------------------------------------------------
     def _attribution(self, at: datetime) -> tuple[Attribution, ...]:
-        return attribute(self.state.history, self.policy, at, self.stage_cal)
+        return attribute(self.history, self.policy, at, self.stage_cal)
 
     # -- results ----------------------------------------------------------------------
-    def snapshot(self, until: datetime) -> SlaSnapshot:
-        c = self.c
-        status = "breached" if c.status in ("running", "paused") and c.breached else c.status
-        at_risk = (
-            c.status in ("running", "paused")
-            and not c.breached
-            and self._elapsed_at(until) >= self.at_risk_fraction * self.budget
-        )
-        predicted = c.status == "running" and not c.breached and self._predicts_late(until)
-        return SlaSnapshot(self.target.name, status, at_risk or predicted, c.breached, predicted)
-
-    def next_wakeup(self, until: datetime) -> datetime | None:
-        """The next instant after `until` at which time alone changes this target.
+    def standing(self, until: datetime) -> tuple[SlaSnapshot, datetime | None]:
+        """Where this target stands at `until`, and the next instant after `until` at which
+        time alone changes it (None: only an event can).
 
         Asked after time has passed to `until` (`advance(until)`): every rung or breach
         left then fires after `until`, so the next is the clock's next firing, unless the
-        at-risk point comes first.
+        at-risk point or a late prediction comes first. One pass for both, so the elapsed
+        time and the prediction at `until` are worked out once.
         """
-        if self.c.status != "running":
-            return None
+        c, name = self.c, self.target.name
+        if c.status == "paused":
+            status = "breached" if c.breached else "paused"
+            at_risk = not c.breached and c.elapsed >= self.at_risk_fraction * self.budget
+            return _snapshot(name, status, at_risk, c.breached), None
+        if c.status != "running":
+            return _snapshot(name, c.status, False, c.breached), None
         wakeup = self._next_firing()
-        if not self.c.breached:
-            at_risk_s = round(self.at_risk_fraction * self.budget)
-            if at_risk_s > self._elapsed_at(until):
-                at_risk = self._instant_at(at_risk_s)
-                wakeup = at_risk if wakeup is None else min(wakeup, at_risk)
-            if (
-                wakeup is not None
-                and not self._predicts_late(until)
-                and self._predicts_late(wakeup)
-            ):
-                wakeup = self._prediction_turns_late(until, wakeup)
-        return wakeup
+        if c.breached:
+            return _snapshot(name, "breached", False, True), wakeup
+        elapsed = self._elapsed_at(until)
+        predicted = self._predicts_late(until)
+        at_risk_s = round(self.at_risk_fraction * self.budget)
+        if at_risk_s > elapsed:
+            at_risk_at = self._instant_at(at_risk_s)
+            wakeup = at_risk_at if wakeup is None else min(wakeup, at_risk_at)
+        if wakeup is not None and not predicted and self._predicts_late(wakeup):
+            wakeup = self._prediction_turns_late(until, wakeup)
+        at_risk_now = elapsed >= self.at_risk_fraction * self.budget
+        return _snapshot(name, "running", at_risk_now or predicted, False, predicted), wakeup
 
     def _predicts_late(self, at: datetime) -> bool:
         """True for an order whose stages ahead, each taking its budget from `at`, would end
@@ -563,7 +638,7 @@ class _TargetFold:
         if self.info.kind != "order":
             return False
         finish = projected_finish(
-            self.state.history, self.policy, at, self.stage_cal, _end_stage(self.target)
+            self.history, self.policy, at, self.stage_cal, _end_stage(self.target)
         )
         return finish is not None and finish > self._due()
 
@@ -640,10 +715,15 @@ def promise_target(sla: SlaDefinition, state: RequestState) -> Target | None:
     A date promised to the customer does not move with anyone's waiting, so it never
     pauses; it is met or breached like any other target and escalates on the same ladder.
     """
-    info = state.info
+    return _promise_target(sla, state.info, state.history)
+
+
+def _promise_target(
+    sla: SlaDefinition, info: RequestInfo | None, history: tuple[HistoryEvent, ...]
+) -> Target | None:
     if info is None or info.promised_at is None or sla.promise is None:
         return None
-    created = next((e.at for e in state.history if e.event_type.endswith(".created")), None)
+    created = next((e.at for e in history if e.event_type.endswith(".created")), None)
     if created is None or info.promised_at <= created:
         return None
     seconds = int((info.promised_at - created).total_seconds())
@@ -725,51 +805,66 @@ class FoldCheckpoint:
     folds: list[_TargetFold]
     last_ticket_state: str | None
 
-    def fits(self, state: RequestState, now: datetime) -> bool:
-        """True when `state`'s history extends what this checkpoint has folded."""
+    def fits(self, history: tuple[HistoryEvent, ...], now: datetime) -> bool:
+        """True when `history` extends what this checkpoint has folded."""
         if self.last_at is not None and now < self.last_at:
             return False
         # Compared element by element, identical objects first: the usual case is cheap.
-        return state.history[: len(self.events)] == self.events
+        return history[: len(self.events)] == self.events
+
+
+# Target rules by target and the request facts its budget depends on (`_new_folds`).
+_RulesCache = dict[tuple[int, str, int | None, str | None, str | None], _TargetRules]
+MAX_RULES = 4096
 
 
 def _new_folds(
-    state: RequestState,
+    request: _Request,
     policy: Policy,
     cals: Mapping[str, BusinessCalendar],
     skip: frozenset[str],
+    rules: _RulesCache | None = None,
 ) -> list[_TargetFold] | None:
-    """One fold per target of the request's SLA (none when no SLA covers it)."""
-    if state.info is None:
+    """One fold per target of the request's SLA (none when no SLA covers it).
+
+    :param rules: target rules kept for `policy` and `cals` (a tracker's own), so that the
+        conditions, budget and ladder of a target are not worked out again per request.
+    """
+    _, _, info, history = request
+    if info is None:
         return None
-    sla = matching_sla(policy, state.info)
+    sla = matching_sla(policy, info)
     if sla is None:
         return None
-    targets = list(sla.targets)
-    if (promise := promise_target(sla, state)) is not None:
-        targets.append(promise)
-    return [
-        _TargetFold(
-            state,
-            state.info,
-            target,
-            policy.ladders[sla.ladder],
-            cals[target.calendar],
-            cals[policy.stage_calendar],
-            policy,
-            skip,
+    ladder = policy.ladders[sla.ladder]
+    folds = []
+    for target in sla.targets:
+        # The policy's targets live as long as the policy, so their ids stay theirs.
+        key = (id(target), info.tier, info.severity, info.priority, info.region)
+        found = None if rules is None else rules.get(key)
+        if found is None:
+            found = _TargetRules.of(target, info, ladder, cals, policy)
+            if rules is not None:
+                if len(rules) >= MAX_RULES:
+                    rules.clear()
+                rules[key] = found
+        folds.append(_TargetFold(request, found, skip))
+    if (promise := _promise_target(sla, info, history)) is not None:
+        # Its budget is the request's own promised date: nothing to share.
+        folds.append(
+            _TargetFold(request, _TargetRules.of(promise, info, ladder, cals, policy), skip)
         )
-        for target in targets
-    ]
+    return folds
 
 
 def _project(
-    state: RequestState,
+    request: _Request,
     policy: Policy,
     now: datetime,
     cals: Mapping[str, BusinessCalendar],
     skip: frozenset[str],
     resume: FoldCheckpoint | None,
+    rules: _RulesCache | None = None,
 ) -> tuple[Projection, FoldCheckpoint | None]:
     """`project`, going on from `resume` when it fits; also returns the new checkpoint.
 
@@ -777,17 +872,17 @@ def _project(
     must already have published them (the `Tracker` has: they are in `emitted`).
     """
     until = now
-    if resume is not None and resume.fits(state, now):
+    _, _, _, history = request
+    if resume is not None and resume.fits(history, now):
         folds, done = resume.folds, len(resume.events)
         last_ticket_state, last_at = resume.last_ticket_state, resume.last_at
         for fold in folds:
-            fold.state, fold.skip, fold.records = state, skip, []
+            fold.history, fold.skip, fold.records = history, skip, []
     else:
-        fresh = _new_folds(state, policy, cals, skip)
+        fresh = _new_folds(request, policy, cals, skip, rules)
         if fresh is None:
             return Projection((), (), None), None
         folds, done, last_ticket_state, last_at = fresh, 0, None, None
-    history = state.history
     while done < len(history) and history[done].at <= until:
         # Events stamped after `now` apply once the clock reaches them.
         ev = history[done]
@@ -797,21 +892,24 @@ def _project(
             fold.apply(ev, sigs)
         done, last_at = done + 1, ev.at
     checkpoint = FoldCheckpoint(history[:done], last_at, folds, last_ticket_state)
-    # Time passing up to `now` happens on copies, so the checkpoint stays at the last event;
-    # a fold that time leaves as it is needs no copy.
-    ahead = [fold.fork() if fold.fires_by(until) else fold for fold in folds]
-    records_list: list[Record] = []
-    for fold, tip in zip(folds, ahead, strict=True):
-        records_list.extend(fold.records)
-        if tip is not fold:
-            tip.advance(until)
-            records_list.extend(tip.records)
-    records = tuple(records_list)
-    wakeups = [w for fold in ahead if (w := fold.next_wakeup(until)) is not None]
-    wakeups.extend(e.at for e in history[done:])
+    records: list[Record] = []
+    snapshots: list[SlaSnapshot] = []
+    wakeups = [e.at for e in history[done:]]
+    for fold in folds:
+        records.extend(fold.records)
+        # Time passing up to `now` happens on a copy, so the checkpoint stays at the last
+        # event; a fold that time leaves as it is needs no copy.
+        if fold.fires_by(until):
+            fold = fold.fork()
+            fold.advance(until)
+            records.extend(fold.records)
+        snapshot, wakeup = fold.standing(until)
+        snapshots.append(snapshot)
+        if wakeup is not None:
+            wakeups.append(wakeup)
     projection = Projection(
-        records=records,
-        snapshots=tuple(fold.snapshot(until) for fold in ahead),
+        records=tuple(records),
+        snapshots=tuple(snapshots),
         next_wakeup=min(wakeups) if wakeups else None,
     )
     return projection, checkpoint
@@ -834,7 +932,8 @@ def project(
     before the clock passes them yields the same records.
     """
     cals = calendars or policy.build_calendars()
-    return _project(state, policy, now, cals, skip, None)[0]
+    request = (state.account_id, state.request_id, state.info, state.history)
+    return _project(request, policy, now, cals, skip, None)[0]
 
 
 class Tracker:
@@ -852,6 +951,7 @@ class Tracker:
         self.calendars = dict(calendars or policy.build_calendars())
         self.max_checkpoints = checkpoints
         self._checkpoints: OrderedDict[str, FoldCheckpoint] = OrderedDict()
+        self._rules: _RulesCache = {}  # for this policy and these calendars only
 
     def apply(
         self,
@@ -883,19 +983,9 @@ class Tracker:
         if info is None and event.event_type.endswith(".created"):
             info = request_info(event, account, self.policy, lookup)
             version = self.policy.version
-        # Built directly, not with dataclasses.replace: this runs for every event.
-        state = RequestState(
-            state.account_id,
-            state.request_id,
-            info,
-            version,
-            state.history_with(to_history_event(event)),
-            state.emitted,
-            state.snapshots,
-            state.next_wakeup,
-            state.deliveries,
-        )
-        return self._advance(state, now, None if delivery is None else (event.event_id, delivery))
+        history = state.history_with(to_history_event(event))
+        delivered = None if delivery is None else (event.event_id, delivery)
+        return self._advance(state, now, delivered, (info, version, history))
 
     def _redelivered(
         self, state: RequestState, event_id: str, delivery: str | None, now: datetime
@@ -912,17 +1002,31 @@ class Tracker:
         return self._advance(state, now, None)
 
     def _advance(
-        self, state: RequestState, now: datetime, delivered: tuple[str, str] | None
+        self,
+        state: RequestState,
+        now: datetime,
+        delivered: tuple[str, str] | None,
+        event: tuple[RequestInfo | None, str, tuple[HistoryEvent, ...]] | None = None,
     ) -> Step:
         """`advance`; with `delivered` (event id, where it was read), that event's outputs are
-        remembered among the latest deliveries."""
-        replan = state.info is not None and state.policy_version != self.policy.version
+        remembered among the latest deliveries.
+
+        :param event: the request's info, policy version and history with a new event in it
+            (`state` is the state before): the new state is built once, from these and the
+            projection, not once more before projecting.
+        """
+        info, version, history = event or (state.info, state.policy_version, state.history)
+        # (A replan has the info and version of `state`: an event sets them only when new.)
+        replan = info is not None and version != self.policy.version
         # A replan reads the records already published; otherwise they are not rebuilt.
         skip = frozenset() if replan else state.emitted
-        projection = self._project(state, now, skip, fresh=replan)
-        new = tuple(r for r in projection.records if r.record_id not in state.emitted)
+        request = (state.account_id, state.request_id, info, history)
+        projection = self._project(request, state.key, now, skip, fresh=replan)
         if replan:
+            new = tuple(r for r in projection.records if r.record_id not in state.emitted)
             new += self._replans(state, projection, now)
+        else:
+            new = projection.records  # what was emitted is skipped already
         new_ids = {r.record_id for r in new}
         deliveries = state.deliveries
         if delivered is not None:
@@ -932,9 +1036,9 @@ class Tracker:
         state = RequestState(
             state.account_id,
             state.request_id,
-            state.info,
-            self.policy.version if replan else state.policy_version,
-            state.history,
+            info,
+            self.policy.version if replan else version,
+            history,
             state.emitted | new_ids if new_ids else state.emitted,
             projection.snapshots,
             projection.next_wakeup,
@@ -943,16 +1047,22 @@ class Tracker:
         return Step(state=state, records=fold_rungs(new))
 
     def _project(
-        self, state: RequestState, now: datetime, skip: frozenset[str], fresh: bool
+        self, request: _Request, key: str, now: datetime, skip: frozenset[str], fresh: bool
     ) -> Projection:
-        """`project`, going on from this request's checkpoint when there is one that fits."""
+        """`project`, going on from the checkpoint of the request (its table `key`) when there
+        is one that fits."""
         if self.max_checkpoints <= 0:
-            return project(state, self.policy, now, self.calendars, skip)
-        key = state.key
+            return _project(request, self.policy, now, self.calendars, skip, None, self._rules)[0]
         # Taken out while in use: if the fold fails half-way, no half-advanced checkpoint stays.
         resume = self._checkpoints.pop(key, None)
         projection, checkpoint = _project(
-            state, self.policy, now, self.calendars, skip, None if fresh else resume
+            request,
+            self.policy,
+            now,
+            self.calendars,
+            skip,
+            None if fresh else resume,
+            self._rules,
         )
         if checkpoint is not None:
             self._checkpoints[key] = checkpoint
@@ -1005,11 +1115,14 @@ def fold_rungs(records: tuple[Record, ...]) -> tuple[Record, ...]:
     the rest (a late or replayed start). People are told once where the ladder stands, not
     in a burst of stale messages; rungs that come due later are published one by one.
     """
+    escalations = [r for r in records if isinstance(r, Escalation)]
+    if len(escalations) < 2:  # nothing to fold: most events bring no rung at all
+        return records
     attaching = {r.sla_id for r in records if isinstance(r, SlaChange) and r.kind == "started"}
     rungs: dict[str, list[Escalation]] = {}
-    for record in records:
-        if isinstance(record, Escalation) and record.sla_id in attaching:
-            rungs.setdefault(record.sla_id, []).append(record)
+    for escalation in escalations:
+        if escalation.sla_id in attaching:
+            rungs.setdefault(escalation.sla_id, []).append(escalation)
     if all(len(group) == 1 for group in rungs.values()):
         return records
     out: list[Record] = []

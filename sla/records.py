@@ -33,7 +33,7 @@ its target and due time may change)."""
 def stable_id(*parts: object) -> str:
     """A short deterministic id from the parts that identify a record (memoised: the rules
     derive the same ids again on every event of a request)."""
-    text = "\x1f".join(p.isoformat() if isinstance(p, datetime) else str(p) for p in parts)
+    text = "\x1f".join([p.isoformat() if isinstance(p, datetime) else str(p) for p in parts])
     return hashlib.blake2b(text.encode("utf-8"), digest_size=12).hexdigest()
 
 

@@ -129,7 +129,8 @@ class RequestState:
 
     def seen(self, event_id: str) -> bool:
         """True when an event with this id is already in the history."""
-        return any(e.event_id == event_id for e in self.history)
+        # A list, not any(generator): every event asks, and a history is short.
+        return event_id in [e.event_id for e in self.history]
 
     def history_with(self, event: HistoryEvent) -> tuple[HistoryEvent, ...]:
         """The history with one more event, in event-time order."""
