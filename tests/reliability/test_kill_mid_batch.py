@@ -172,7 +172,18 @@ def run_kill_scenario(deployment: Deployment) -> AfterKill:
             esc_ids
         ) and set(audit_counts(deployment.audit_url, "sla_changes", "change_id")) == set(change_ids)
 
-    wait_for(audit_settled, 60, "every published record in the audit database")
+    try:
+        wait_for(audit_settled, 60, "every published record in the audit database")
+    except AssertionError as timeout:
+        # Say how they differ: missing from the audit, or in it but not read from the topic.
+        rungs = set(audit_counts(deployment.audit_url, "escalations", "escalation_id"))
+        done = set(audit_counts(deployment.audit_url, "sla_changes", "change_id"))
+        raise AssertionError(
+            f"{timeout}: escalations missing {len(set(esc_ids) - rungs)}, extra "
+            f"{len(rungs - set(esc_ids))} (of {len(set(esc_ids))} read); sla changes missing "
+            f"{len(set(change_ids) - done)}, extra {len(done - set(change_ids))} "
+            f"(of {len(set(change_ids))} read)"
+        ) from None
     again = scrape(survivor, "greenlane_events_total", outcome="duplicate")
     print(
         f"killed at {at_kill:.0f} of {len(events)} events; restart saw {again:.0f} duplicates;"
