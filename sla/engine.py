@@ -328,19 +328,10 @@ class _TargetFold:
         # them, since ids and later records depend on what came before).
         self.skip = skip
         self.info = info
-        # The rules' parts as attributes of the fold's own: read on every event.
+        self.rules = rules
+        # Read on nearly every step, so kept at hand; the rest is read through `rules`.
         self.target = target = rules.target
-        self.ladder = rules.ladder
         self.cal = rules.calendar
-        self.stage_cal = rules.stage_calendar
-        self.policy = rules.policy
-        self.at_risk_fraction = rules.at_risk_fraction
-        self.on_start = rules.on_start
-        self.on_stop = rules.on_stop
-        self.on_pause = rules.on_pause
-        self.on_resume = rules.on_resume
-        self.on_cancel = rules.on_cancel
-        self.on_reopen = rules.on_reopen
         self.span = rules.span
         # Business seconds; for a span in working days it is fixed when the clock starts.
         self.budget = self.span.seconds
@@ -434,7 +425,7 @@ class _TargetFold:
                 at=at,
                 due_at=due,
                 tier=self.info.tier,
-                policy_version=self.policy.version,
+                policy_version=self.rules.policy.version,
                 service=self.info.service,
                 elapsed_s=self._elapsed_at(at),
                 paused_s=self.c.paused_s,
@@ -488,12 +479,12 @@ class _TargetFold:
                         request_id=self.request_id,
                         target=self.target.name,
                         rung=rung,
-                        roles=self.ladder[rung - 1].roles,
+                        roles=self.rules.ladder[rung - 1].roles,
                         fire_at=at,
                         sla_due_at=self._due(),
                         tier=self.info.tier,
                         service=self.info.service,
-                        policy_version=self.policy.version,
+                        policy_version=self.rules.policy.version,
                         repeat=repeat,
                     )
                 )
@@ -507,7 +498,7 @@ class _TargetFold:
     def _firing_plan(self) -> tuple[tuple[int, int, int], ...]:
         """Every firing of the ladder on this fold's budget, earliest first."""
         if self._plan_budget != self.budget:  # the ladder's points for this budget, once
-            self._plan = _ladder_plan(self.ladder, self.budget)
+            self._plan = _ladder_plan(self.rules.ladder, self.budget)
             self._plan_budget = self.budget
         return self._plan
 
@@ -523,7 +514,7 @@ class _TargetFold:
         self._measure_held(ev, sigs)
         tgt, c, t = self.target, self.c, ev.at
         if c.status == "idle":
-            if sigs & self.on_start:
+            if sigs & self.rules.on_start:
                 if self.span.in_working_days:
                     due = self.cal.add_working_days(t, self.span.working_days, tgt.day_mode)
                     self.budget = self.cal.between(t, due)
@@ -531,15 +522,15 @@ class _TargetFold:
                 self._change("started", t, due=self._due())
             return
         if c.status in ("running", "paused"):
-            if sigs & self.on_cancel:
+            if sigs & self.rules.on_cancel:
                 self._settle(t)
                 c.status = "cancelled"
                 self._change("cancelled", t, due=None, reason=ev.reason)
-            elif sigs & self.on_stop:
+            elif sigs & self.rules.on_stop:
                 self._settle(t)
                 c.status, c.stopped_at = ("stopped" if c.breached else "met"), t
                 self._change(c.status, t, due=None)
-            elif c.status == "running" and sigs & self.on_pause:
+            elif c.status == "running" and sigs & self.rules.on_pause:
                 due = self._due()
                 self._settle(t)
                 c.status, c.paused_since = "paused", t
@@ -549,7 +540,7 @@ class _TargetFold:
                 c.status, c.mark = "running", t
                 self._change("resumed", t, due=self._due(), reason=ev.reason)
             return
-        if c.status in ("met", "stopped") and sigs & self.on_reopen:
+        if c.status in ("met", "stopped") and sigs & self.rules.on_reopen:
             assert c.stopped_at is not None
             if tgt.on_reopen == "new_cycle":
                 # A fresh cycle with its own budget and rungs; the ended cycle keeps its
@@ -583,9 +574,9 @@ class _TargetFold:
             c.held_since = ev.at
 
     def _resumes(self, ev: HistoryEvent, sigs: frozenset[str]) -> bool:
-        if self.on_resume:
-            return bool(sigs & self.on_resume)
-        return ev.state is not None and not sigs & self.on_pause
+        if self.rules.on_resume:
+            return bool(sigs & self.rules.on_resume)
+        return ev.state is not None and not sigs & self.rules.on_pause
 
     def _settle(self, t: datetime) -> None:
         """Bank the business time up to `t` and leave the clock stopped at `t`."""
@@ -599,7 +590,7 @@ class _TargetFold:
 
     # -- attribution --------------------------------------------------------------------
     def _attribution(self, at: datetime) -> tuple[Attribution, ...]:
-        return attribute(self.history, self.policy, at, self.stage_cal)
+        return attribute(self.history, self.rules.policy, at, self.rules.stage_calendar)
 
     # -- results ----------------------------------------------------------------------
     def standing(self, until: datetime) -> tuple[SlaSnapshot, datetime | None]:
@@ -614,7 +605,7 @@ class _TargetFold:
         c, name = self.c, self.target.name
         if c.status == "paused":
             status = "breached" if c.breached else "paused"
-            at_risk = not c.breached and c.elapsed >= self.at_risk_fraction * self.budget
+            at_risk = not c.breached and c.elapsed >= self.rules.at_risk_fraction * self.budget
             return _snapshot(name, status, at_risk, c.breached), None
         if c.status != "running":
             return _snapshot(name, c.status, False, c.breached), None
@@ -623,13 +614,13 @@ class _TargetFold:
             return _snapshot(name, "breached", False, True), wakeup
         elapsed = self._elapsed_at(until)
         predicted = self._predicts_late(until)
-        at_risk_s = round(self.at_risk_fraction * self.budget)
+        at_risk_s = round(self.rules.at_risk_fraction * self.budget)
         if at_risk_s > elapsed:
             at_risk_at = self._instant_at(at_risk_s)
             wakeup = at_risk_at if wakeup is None else min(wakeup, at_risk_at)
         if wakeup is not None and not predicted and self._predicts_late(wakeup):
             wakeup = self._prediction_turns_late(until, wakeup)
-        at_risk_now = elapsed >= self.at_risk_fraction * self.budget
+        at_risk_now = elapsed >= self.rules.at_risk_fraction * self.budget
         return _snapshot(name, "running", at_risk_now or predicted, False, predicted), wakeup
 
     def _predicts_late(self, at: datetime) -> bool:
@@ -638,7 +629,7 @@ class _TargetFold:
         if self.info.kind != "order":
             return False
         finish = projected_finish(
-            self.history, self.policy, at, self.stage_cal, _end_stage(self.target)
+            self.history, self.rules.policy, at, self.rules.stage_calendar, _end_stage(self.target)
         )
         return finish is not None and finish > self._due()
 
