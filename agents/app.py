@@ -45,6 +45,9 @@ TICK_RESEND_S = 5.0
 METRICS_TYPE = CONTENT_TYPE_LATEST.split(";")[0] + "; version=0.0.4"
 
 
+_ABSENT = object()
+
+
 class JsonTable(MutableMapping[str, Any]):
     """A Faust table seen as text keys and JSON values.
 
@@ -56,10 +59,10 @@ class JsonTable(MutableMapping[str, Any]):
         self.table = table
 
     def __getitem__(self, key: str) -> Any:
-        raw = self.table.data.get(key.encode("utf-8"))
-        if raw is None:
+        value = self.get(key, _ABSENT)
+        if value is _ABSENT:
             raise KeyError(key)
-        return orjson.loads(raw)
+        return value
 
     def get(self, key: str, default: Any = None) -> Any:
         """The value at `key`, or `default`.

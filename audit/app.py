@@ -5,7 +5,8 @@ demo and for small deployments. With `GREENLANE_AUDIT_IN_WORKER=false` the worke
 out and `greenlane audit-writer` runs it alone, as a Faust app of its own (`audit_app_id`,
 its own consumer group). Then the database's pace never takes the trackers' time: in one
 process the writer's thread (SQLAlchemy) shares the interpreter lock with the tracker, which
-cost the tracker about a fifth of its throughput in the worker benchmark.
+cost the tracker 2–6 % of its throughput on quiet cores and 20–60 % beside another busy
+process (docs/benchmarks.md).
 
 A batch is written idempotently (record ids), and held while the database is down: its
 offsets are not acknowledged until it is written, so an outage loses and doubles nothing.

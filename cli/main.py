@@ -7,7 +7,7 @@ import logging
 import sys
 from datetime import date, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -16,6 +16,9 @@ from greenlane.cli.notify import notify_cli
 from greenlane.config.errors import PolicyError
 from greenlane.config.settings import Settings, bootstrap_of
 from greenlane.sla.policy import Policy
+
+if TYPE_CHECKING:
+    from greenlane.audit.app import AuditWriter
 
 COVERAGE_HORIZON_DAYS = 60
 GC_THRESHOLDS = (50_000, 20, 100)  # young, middle, old (Python's defaults: 700, 10, 10)
@@ -52,9 +55,6 @@ def tune_gc() -> None:
 def worker() -> None:
     """Run a tracker worker with settings from the environment (GREENLANE_*)."""
     from greenlane.agents.app import create_app
-    from greenlane.audit.migrate import SchemaNotCurrent
-    from greenlane.streams.admin import create_topics
-    from greenlane.streams.topics import all_topics
 
     settings = Settings()
     try:
@@ -66,16 +66,7 @@ def worker() -> None:
     if not covered and settings.calendar_gap_at_start == "refuse":
         raise typer.Exit(2)
     if settings.audit_in_worker:
-        try:
-            greenlane.audit.open()
-        except SchemaNotCurrent as exc:
-            typer.echo(f"greenlane worker: {exc}", err=True)
-            raise typer.Exit(2) from None
-    create_topics(
-        bootstrap_of(settings.broker),
-        all_topics(settings.topics, settings.partitions),
-        settings.replication,
-    )
+        _open_audit(greenlane.audit, "worker")
     _run(greenlane.app, settings)
 
 
@@ -83,29 +74,38 @@ def worker() -> None:
 def audit_writer() -> None:
     """Run the audit writer alone (for workers started with GREENLANE_AUDIT_IN_WORKER=false)."""
     from greenlane.audit.app import AuditWriterApp
-    from greenlane.audit.migrate import SchemaNotCurrent
-    from greenlane.streams.admin import create_topics
-    from greenlane.streams.topics import all_topics
 
     settings = Settings()
     writer = AuditWriterApp(settings)
+    _open_audit(writer.writer, "audit-writer")
+    _run(writer.app, settings)
+
+
+def _open_audit(writer: AuditWriter, command: str) -> None:
+    """Open the audit store, or exit 2 naming the migration to run when its schema is not
+    this code's."""
+    from greenlane.audit.migrate import SchemaNotCurrent
+
     try:
-        writer.writer.open()
+        writer.open()
     except SchemaNotCurrent as exc:
-        typer.echo(f"greenlane audit-writer: {exc}", err=True)
+        typer.echo(f"greenlane {command}: {exc}", err=True)
         raise typer.Exit(2) from None
+
+
+def _run(app: Any, settings: Settings) -> None:
+    """Create any missing topic, then run a Faust app as a service until it is stopped
+    (SIGTERM, SIGINT)."""
+    import faust
+
+    from greenlane.streams.admin import create_topics
+    from greenlane.streams.topics import all_topics
+
     create_topics(
         bootstrap_of(settings.broker),
         all_topics(settings.topics, settings.partitions),
         settings.replication,
     )
-    _run(writer.app, settings)
-
-
-def _run(app: Any, settings: Settings) -> None:
-    """Run a Faust app as a service until it is stopped (SIGTERM, SIGINT)."""
-    import faust
-
     runner = faust.Worker(app, loglevel=settings.log_level)
     # At a level of WARN or above, Faust's terminal spinner sets the root logger to DEBUG so
     # it can spin on every record: every debug call in Kafka's clients then builds a record
