@@ -1,5 +1,4 @@
-"""Faust's Kafka consumer with a rebalance defect of faust-streaming 0.15 fixed, and the
-fetch wait made a setting (`fetch_max_wait_ms`, which Faust hard-codes at 1.5 s).
+"""Faust's Kafka consumer with a rebalance defect of faust-streaming 0.15 fixed.
 
 Not a broker quirk: it holds on Apache Kafka as well. Faust hands its *live* set of active
 partitions to the consumer thread, where aiokafka's `fetched_records` reads it again each
@@ -49,14 +48,6 @@ class LivePartitions:
 class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
     """The aiokafka consumer thread, fetching only what Faust holds active."""
 
-    def _create_worker_consumer(self, transport: Any) -> Any:
-        consumer = super()._create_worker_consumer(transport)
-        wait = cast(App, self.consumer.app).fetch_max_wait_ms
-        if wait is not None:
-            # Read by aiokafka when the consumer starts, which is after this returns.
-            consumer._fetch_max_wait_ms = wait
-        return consumer
-
     async def getmany(self, active_partitions: Set[TP] | None, timeout: float) -> Any:
         if active_partitions is None:
             return await super().getmany(None, timeout)
@@ -72,15 +63,7 @@ class Consumer(faust_aiokafka.Consumer):
 
 
 class App(faust.App):
-    """`faust.App` whose Kafka consumer is the one above.
-
-    Takes one option of its own besides Faust's: `fetch_max_wait_ms`, how long the broker
-    may hold a fetch that finds nothing new (None: Faust's 1,500 ms).
-    """
-
-    def __init__(self, id: str, *, fetch_max_wait_ms: int | None = None, **options: Any):
-        self.fetch_max_wait_ms = fetch_max_wait_ms
-        super().__init__(id, **options)
+    """`faust.App` whose Kafka consumer is the one above."""
 
     def _new_transport(self) -> TransportT:
         transport = super()._new_transport()

@@ -14,8 +14,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-# Options of the Faust app (Faust's settings, and `fetch_max_wait_ms` of streams.faust_consumer.App)
-# applied only when the broker is the embedded Tansu.
+# Faust settings applied only when the broker is the embedded Tansu.
 TANSU_FAUST_WORKAROUNDS: dict[str, Any] = {
     # ListOffsets(latest) answers the start of the last batch + 1, so table recovery stops
     # short of the last records of a multi-record batch: one record per batch keeps it exact.
@@ -27,12 +26,6 @@ TANSU_FAUST_WORKAROUNDS: dict[str, Any] = {
     "consumer_max_fetch_size": 8 * 2**20,
     # A new group member joins only after about half the session timeout.
     "broker_session_timeout": 6,
-    # A fetch waiting for data is not answered when data arrives: at Faust's 1.5 s wait a
-    # record waited 0.39 s (median; up to 0.75 s), which made rungs up to 0.96 s late. But
-    # each fetch costs Tansu time for every partition it names, growing with what the broker
-    # holds: at 0.1 s (rungs 0.28 s late at p99) the recovery of 1M open SLAs took 122–173 s
-    # instead of 46 s. At 0.5 s (aiokafka's default): rungs 0.49 s late at p99, recovery 48 s.
-    "fetch_max_wait_ms": 500,
 }
 
 
