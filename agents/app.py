@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator, Iterator, MutableMapping
-from typing import Any, cast
+from typing import Any
 
 import faust
 import orjson
@@ -30,6 +30,7 @@ from greenlane.config.loader import load_policy
 from greenlane.config.settings import Settings, bootstrap_of
 from greenlane.sla.engine import Tracker
 from greenlane.streams.codec import encode_record
+from greenlane.streams.faust_batches import done_batches
 from greenlane.streams.faust_consumer import App
 from greenlane.streams.publisher import BatchPublisher
 from greenlane.streams.tansu import TANSU_FAUST_WORKAROUNDS
@@ -197,10 +198,7 @@ class Greenlane:
 
         @app.agent(self.input, name="greenlane.track")
         async def track(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
-            # take_events is on Faust's Stream, not yet on its StreamT interface.
-            batches = cast(faust.Stream[bytes], stream).take_events(
-                TRACK_BATCH, within=TRACK_BATCH_WAIT_S
-            )
+            batches = done_batches(stream, TRACK_BATCH, within=TRACK_BATCH_WAIT_S)
             try:
                 async for events in batches:
                     batch = [

@@ -29,6 +29,7 @@ from greenlane.agents.metrics import ConsumerLagCollector, faust_consumer_lag
 from greenlane.audit.migrate import SchemaNotCurrent, ensure_current
 from greenlane.audit.store import AuditStore
 from greenlane.config.settings import Settings
+from greenlane.streams.faust_batches import done_batches
 from greenlane.streams.faust_consumer import App
 
 log = logging.getLogger(__name__)
@@ -100,8 +101,8 @@ def add_audit_agent(app: faust.App, settings: Settings, writer: AuditWriter) -> 
 
     @app.agent(source, name="greenlane.audit")
     async def audit(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
-        async for batch in stream.take(AUDIT_BATCH, within=1.0):
-            await writer.write([orjson.loads(value) for value in batch])
+        async for batch in done_batches(stream, AUDIT_BATCH, within=1.0):
+            await writer.write([orjson.loads(event.value) for event in batch])
             yield None
 
 

@@ -19,6 +19,7 @@ from greenlane.notify.config import NotifyConfig, load_config
 from greenlane.notify.ledger import Ledger
 from greenlane.notify.service import Notifier
 from greenlane.notify.settings import NotifySettings
+from greenlane.streams.faust_batches import done_batches
 from greenlane.streams.faust_consumer import App
 from greenlane.streams.topics import TopicSpec
 
@@ -76,8 +77,7 @@ class NotifierApp:
         @app.agent(self.escalations, name="greenlane.notify")
         async def consume(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
             await self.started.wait()
-            events: Any = stream
-            async for batch in events.take_events(INGEST_BATCH, within=0.2):
+            async for batch in done_batches(stream, INGEST_BATCH, within=0.2):
                 values = [e.message.value for e in batch]
                 keys = [e.message.key for e in batch]
                 while True:  # a ledger outage holds the batch (offsets wait), never drops it

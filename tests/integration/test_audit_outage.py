@@ -78,3 +78,31 @@ def test_the_audit_writer_waits_out_a_database_outage(
         assert rows(store) == (6, 6)  # nothing lost, nothing doubled
     finally:
         store.close()
+
+
+def test_a_writer_stopped_while_it_holds_a_batch_leaves_the_batch_to_the_next(
+    deployment: Deployment, own_postgres: _Server
+) -> None:
+    """A graceful stop (a rolling restart) during an outage: the held batch is not acknowledged,
+    so the next worker reads it again and writes it."""
+    url = _sqlalchemy_url(own_postgres.port, "audit")
+    deployment.audit_url = url
+    first = deployment.start_worker()
+    own_postgres.stop()
+    deployment.publish([ticket("TT-HELD", datetime.now(UTC))])
+    deployment.read(deployment.topics.sla_changes, lambda rs: len(rs) >= 3)
+    wait_for(
+        lambda: "audit write failed; retrying" in first.log.read_text(errors="replace"),
+        60,
+        "the audit writer holding the batch",
+    )
+    assert first.stop() == 0
+
+    own_postgres.start(port=own_postgres.port)
+    deployment.start_worker()
+    store = AuditStore(url)
+    try:
+        wait_for(lambda: rows(store)[0] >= 3, 90, "the held batch's rows, written by the next")
+        assert rows(store) == (3, 3)
+    finally:
+        store.close()
