@@ -28,6 +28,15 @@ log = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
 Put = Callable[[str, int, Any], None]
 SWEEP_RETRY = timedelta(hours=1)
+TICK_MEMOS = 8  # ticks per partition whose outputs can be published again on redelivery
+# Table key of a partition's tick memo. Request keys begin with an account id, which the
+# decoder strips of leading whitespace: a key beginning with a space is never a request's.
+TICK_MEMO_PREFIX = " ticks/"
+
+
+def tick_memo_key(partition: int) -> str:
+    """The requests table's key for `partition`'s memo of recent ticks."""
+    return f"{TICK_MEMO_PREFIX}{partition}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,7 +209,7 @@ class TrackerService:
     ) -> list[Output]:
         """Process one message from an input or tick topic; returns what to publish."""
         if topic == self.topics["ticks"]:
-            return self.sweep(partition)
+            return self.sweep(partition, tick=f"{topic}:{partition}:{offset}")
         now = self.clock()
         try:
             event = decode_event(value, key)
@@ -286,16 +295,30 @@ class TrackerService:
                 self._write(key, partition, state)
         return outputs
 
-    def sweep(self, partition: int) -> list[Output]:
-        """Let time pass for the requests on `partition` whose wake-up has come."""
+    def sweep(self, partition: int, tick: str | None = None) -> list[Output]:
+        """Let time pass for the requests on `partition` whose wake-up has come.
+
+        :param tick: where the tick asking for this sweep was read. The requests it advanced
+            are remembered with it (in the table, ahead of their states), so that the same
+            tick read again after a crash publishes again what it produced: its state writes
+            may have reached the changelog while its outputs never left.
+        """
         now = self.clock()
         outputs: list[Output] = []
+        memos = self._tick_memos(partition) if tick is not None else {}
+        if tick is not None:  # read again: what this tick produced may never have left
+            for key in memos.get(tick, ()):
+                _, state = self._load(key)
+                if state is not None:
+                    again = self.tracker.redelivered_tick(state, tick, now)
+                    outputs.extend(self._outputs(again, count=False))
+        steps: list[tuple[int, RequestState, Step]] = []
         for key in self.index.pop_due(partition, now):
             stored_partition, state = self._load(key)
             if state is None or stored_partition is None:
                 continue
             try:
-                step = self.tracker.advance(state, now)
+                step = self.tracker.advance(state, now, delivery=tick)
             except CalendarGapError as gap:
                 # Fail closed, loudly, and look again later: once the year's schedule is in
                 # the policy (and the worker restarted), the request carries on.
@@ -303,9 +326,32 @@ class TrackerService:
                 self.metrics.dead_letters.labels("calendar_gap").inc()
                 self.index.schedule(partition, key, now + SWEEP_RETRY)
                 continue
+            steps.append((stored_partition, state, step))
+        swept = [step.state.key for _, _, step in steps if step.records]
+        if tick is not None and swept:
+            self._remember_tick(partition, memos, tick, swept)
+        for stored_partition, state, step in steps:
             self._store(stored_partition, state, step)
             outputs.extend(self._outputs(step.records))
         return outputs
+
+    def _tick_memos(self, partition: int) -> dict[str, list[str]]:
+        """The latest ticks of `partition` that produced outputs: where each was read → the
+        requests it advanced (oldest first)."""
+        raw = self.requests.get(tick_memo_key(partition))
+        return {where: keys for where, keys in raw["t"]} if raw is not None else {}
+
+    def _remember_tick(
+        self, partition: int, memos: dict[str, list[str]], tick: str, swept: list[str]
+    ) -> None:
+        # Written at once, ahead of the swept states (held to the batch's end), on the same
+        # changelog partition: if any of them reached the changelog before a crash, so did
+        # this, and the tick read again finds what to publish again.
+        before = memos.pop(tick, [])
+        keys = before + [key for key in swept if key not in before]
+        kept = list(memos.items())[-(TICK_MEMOS - 1) :]
+        entries = [[where, ks] for where, ks in kept] + [[tick, keys]]
+        self._put_request(tick_memo_key(partition), partition, {"p": partition, "t": entries})
 
     def due_partitions(self, partitions: set[int]) -> list[int]:
         """Owned partitions with a wake-up at or before now."""
@@ -320,7 +366,7 @@ class TrackerService:
         # worker's memory at its peak (and RSS rarely shrinks back).
         for key in list(self.requests):
             raw = self.requests.get(key)
-            if raw is None:
+            if raw is None or key.startswith(TICK_MEMO_PREFIX):
                 continue
             partition = int(raw["p"])
             if partition not in partitions:

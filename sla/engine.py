@@ -42,6 +42,7 @@ from greenlane.streams.events import (
 
 _CLOSED_TICKET_STATES = ("resolved", "closed")
 RECENT_DELIVERIES = 8  # events per request whose outputs can be re-published on redelivery
+TICK = "tick"  # the event id under which a tick's delivery is remembered (`Tracker.advance`)
 # Requests whose folds a Tracker keeps between events: a few MB per thousand; enough for the
 # requests active within a worker's batch window and the sweep's due requests.
 DEFAULT_CHECKPOINTS = 20_000
@@ -981,16 +982,28 @@ class Tracker:
     def _redelivered(
         self, state: RequestState, event_id: str, delivery: str | None, now: datetime
     ) -> tuple[Record, ...]:
-        found = next((d for d in state.deliveries if d[0] == event_id), None)
-        if delivery is None or found is None or found[1] != delivery or not found[2]:
+        found = next((d for d in state.deliveries if d[0] == event_id and d[1] == delivery), None)
+        if delivery is None or found is None or not found[2]:
             return ()
         ids = set(found[2])
         projection = project(state, self.policy, now, self.calendars)
         return fold_rungs(tuple(r for r in projection.records if r.record_id in ids))
 
-    def advance(self, state: RequestState, now: datetime) -> Step:
-        """Let time pass to `now`: rungs and breaches that came due are emitted."""
-        return self._advance(state, now, None)
+    def advance(self, state: RequestState, now: datetime, delivery: str | None = None) -> Step:
+        """Let time pass to `now`: rungs and breaches that came due are emitted.
+
+        :param delivery: where the tick that let time pass was read; what it produced is
+            remembered with it, for `redelivered_tick`.
+        """
+        return self._advance(state, now, None if delivery is None else (TICK, delivery))
+
+    def redelivered_tick(
+        self, state: RequestState, delivery: str, now: datetime
+    ) -> tuple[Record, ...]:
+        """What the tick read at `delivery` produced for this request, to publish again when
+        that tick is read again after a crash (nothing if it produced nothing, or if it is
+        no longer among the request's latest deliveries)."""
+        return self._redelivered(state, TICK, delivery, now)
 
     def _advance(
         self,
@@ -1020,7 +1033,8 @@ class Tracker:
             new = projection.records  # what was emitted is skipped already
         new_ids = {r.record_id for r in new}
         deliveries = state.deliveries
-        if delivered is not None:
+        # A tick remembers only what produced something: most wake-ups of a sweep do.
+        if delivered is not None and (new_ids or delivered[0] != TICK):
             event_id, where = delivered
             produced = (event_id, where, tuple(sorted(new_ids)))
             deliveries = (*deliveries[-(RECENT_DELIVERIES - 1) :], produced)

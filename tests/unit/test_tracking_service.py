@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 
 from greenlane.agents.metrics import WorkerMetrics
-from greenlane.agents.tracking import TrackerService
+from greenlane.agents.tracking import TICK_MEMOS, Message, TrackerService, tick_memo_key
 from greenlane.config.loader import load_policy
 from greenlane.config.settings import EXAMPLE_POLICY, TopicSettings
 from greenlane.sla.engine import Tracker
@@ -241,3 +241,57 @@ def test_a_redelivery_republishes_but_a_producers_duplicate_does_not() -> None:
     # The same event sent again by its producer: a new offset, nothing to publish.
     assert service.handle(TOPICS.tickets, 1, 11, KEY, FAULT) == []
     assert metric(service, "greenlane_events_total", outcome="duplicate") == 2
+
+
+def record_ids(outputs: list[Any]) -> list[str]:
+    return [o.value.get("change_id") or o.value.get("escalation_id") for o in outputs]
+
+
+def test_a_redelivered_tick_republishes_what_its_crash_lost() -> None:
+    clock = Clock(T0)
+    requests: dict[str, Any] = {}
+    accounts: dict[str, Any] = {}
+    live = make_service(clock, requests, accounts)
+    live.rebuild({1})
+    live.handle(TOPICS.accounts, 1, 0, KEY, ACCOUNT)
+    for i in range(3):  # three requests whose rungs one tick fires together
+        raw = event(f"c-{i}", "ticket.created", T0, {"category": "fault", "severity": 1}, f"TT-{i}")
+        live.handle(TOPICS.tickets, 1, i + 1, KEY, raw)
+    clock.now = T0 + timedelta(minutes=20)
+    fired = live.handle_batch([Message(TOPICS.ticks, 1, 7, b"tick", b"{}")])
+    assert len({o.value["request_id"] for o in fired}) == 3 and all(record_ids(fired))
+
+    # kill -9 after the table writes reached the changelog, before the outputs left: a new
+    # worker recovers the table, and the tick's offset, not committed, is read again.
+    clock.now += timedelta(seconds=3)
+    successor = make_service(clock, requests, accounts)
+    successor.rebuild({1})
+    assert successor.due_partitions({1}) == []  # nothing is due any more: the state says sent
+    again = successor.handle_batch([Message(TOPICS.ticks, 1, 7, b"tick", b"{}")])
+    assert sorted(record_ids(again)) == sorted(record_ids(fired))
+    # A later tick is not a redelivery: it publishes nothing of the earlier one's.
+    assert successor.handle(TOPICS.ticks, 1, 8, b"tick", b"{}") == []
+    assert metric(successor, "greenlane_escalations_total") == 0  # republished, not counted
+
+
+def test_tick_memos_keep_the_latest_ticks_and_stay_out_of_the_rebuild() -> None:
+    clock = Clock(T0)
+    requests: dict[str, Any] = {}
+    service = make_service(clock, requests)
+    service.rebuild({1})
+    service.handle(TOPICS.accounts, 1, 0, KEY, ACCOUNT)
+    for i in range(12):  # a fault a minute: each tick below fires something
+        at = T0 + timedelta(minutes=i)
+        raw = event(f"c-{i}", "ticket.created", at, {"category": "fault", "severity": 1}, f"T{i}")
+        service.handle(TOPICS.tickets, 1, i + 1, KEY, raw)
+    fired_at = []
+    for minute in range(8, 40):
+        clock.now = T0 + timedelta(minutes=minute)
+        if service.handle(TOPICS.ticks, 1, 100 + minute, b"tick", b"{}"):
+            fired_at.append(f"{TOPICS.ticks}:1:{100 + minute}")
+    assert len(fired_at) > TICK_MEMOS
+    memo = requests[tick_memo_key(1)]
+    assert [where for where, _ in memo["t"]] == fired_at[-TICK_MEMOS:]
+    rebuilt = make_service(clock, requests)
+    rebuilt.rebuild({1})  # the memo is not a request
+    assert open_sla_samples(rebuilt) == open_sla_samples(service)
