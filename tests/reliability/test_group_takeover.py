@@ -18,6 +18,7 @@ from reliability.support import (
     expected_ids,
     order_created,
     owned,
+    read_until,
     scrape,
 )
 
@@ -72,8 +73,9 @@ def test_a_stopped_members_slas_survive_and_each_rung_fires_once(
     want_esc, want_changes = expected_ids(POLICY, events, start2 + timedelta(seconds=30))
     assert len(want_esc) == 3 * len(events)  # rungs 1–3 of every order
 
-    escalations = deployment.read(
-        deployment.topics.escalations, lambda rs: len(rs) >= len(want_esc), timeout=90
+    # Read until every wanted id is there: duplicates (below) can make up the count before.
+    escalations = read_until(
+        deployment, deployment.topics.escalations, want_esc, "escalation_id", timeout=90
     )
     esc_ids = [e["escalation_id"] for e in escalations]
     # At least once on the wire: events the stopped member had processed but not committed
@@ -82,8 +84,8 @@ def test_a_stopped_members_slas_survive_and_each_rung_fires_once(
     assert set(esc_ids) == want_esc
     assert all(not e.get("folded_rungs") for e in escalations)
 
-    changes = deployment.read(
-        deployment.topics.sla_changes, lambda rs: len(rs) >= len(want_changes), timeout=60
+    changes = read_until(
+        deployment, deployment.topics.sla_changes, want_changes, "change_id", timeout=60
     )
     change_ids = [c["change_id"] for c in changes]
     assert set(change_ids) == want_changes
