@@ -25,7 +25,7 @@ from typing import Any, cast
 
 import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
-from faust.types import TP
+from faust.types import TP, Message
 from faust.types.transports import TransportT
 
 
@@ -60,6 +60,20 @@ class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
 class Consumer(faust_aiokafka.Consumer):
     def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
         return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    def ack(self, message: Message) -> bool:
+        """Count `message` as done, unless it was read before the latest rebalance.
+
+        Faust's stream skips a message of an earlier generation (fetched before a
+        rebalance, queued after it) and acknowledges it as skipped. Counted, its offset
+        could be committed before the copy read again in this generation is processed, and
+        a crash in between would lose it. That copy is acknowledged when it is done.
+        """
+        generation = message.generation_id
+        if generation is not None and generation != self.app.consumer_generation_id:
+            self._unacked_messages.discard(message)  # no longer waited for
+            return False
+        return bool(super().ack(message))
 
 
 class App(faust.App):
