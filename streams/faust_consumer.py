@@ -16,6 +16,9 @@ would leave out nothing paused during the fetch, and Faust would drop those reco
 
 (Seeking such partitions back by the reset policy as well was tried and dropped: Faust also
 seeks while a rebalance is still under way, and the extra seek then raced the assignment.)
+
+The consumer also delivers each record without Faust's four futures per record when the
+delivery need not wait (`streams/faust_drain.py` says why and how).
 """
 
 from __future__ import annotations
@@ -27,6 +30,9 @@ import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 from faust.types.transports import TransportT
+from mode import ServiceT
+
+from greenlane.streams.faust_drain import drain_messages
 
 
 class LivePartitions:
@@ -60,6 +66,9 @@ class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
 class Consumer(faust_aiokafka.Consumer):
     def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
         return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    async def _drain_messages(self, fetcher: ServiceT) -> None:
+        await drain_messages(self, fetcher)
 
 
 class App(faust.App):
