@@ -18,7 +18,8 @@ would leave out nothing paused during the fetch, and Faust would drop those reco
 seeks while a rebalance is still under way, and the extra seek then raced the assignment.)
 
 The consumer also delivers each record without Faust's four futures per record when the
-delivery need not wait (`streams/faust_drain.py` says why and how).
+delivery need not wait (`streams/faust_drain.py` says why and how), and the producer's
+buffer tells its size without reading a setting (`streams/faust_light.py`).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from faust.types.transports import TransportT
 from mode import ServiceT
 
 from greenlane.streams.faust_drain import drain_messages
+from greenlane.streams.faust_light import Producer
 
 
 class LivePartitions:
@@ -72,10 +74,11 @@ class Consumer(faust_aiokafka.Consumer):
 
 
 class App(faust.App):
-    """`faust.App` whose Kafka consumer is the one above."""
+    """`faust.App` whose Kafka consumer is the one above (and producer, `faust_light`)."""
 
     def _new_transport(self) -> TransportT:
         transport = super()._new_transport()
         if isinstance(transport, faust_aiokafka.Transport):
             transport.Consumer = Consumer  # type: ignore[misc]
+            transport.Producer = Producer  # type: ignore[misc]
         return transport
