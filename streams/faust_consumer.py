@@ -19,7 +19,8 @@ seeks while a rebalance is still under way, and the extra seek then raced the as
 
 The consumer also delivers each record without Faust's four futures per record when the
 delivery need not wait (`streams/faust_drain.py` says why and how), and the producer's
-buffer tells its size without reading a setting (`streams/faust_light.py`).
+buffer tells its size without reading a setting, and Faust's monitor skips its per-record
+hooks (`streams/faust_light.py`).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from faust.types.transports import TransportT
 from mode import ServiceT
 
 from greenlane.streams.faust_drain import drain_messages
-from greenlane.streams.faust_light import Producer
+from greenlane.streams.faust_light import LeanMonitor, Producer
 
 
 class LivePartitions:
@@ -74,7 +75,12 @@ class Consumer(faust_aiokafka.Consumer):
 
 
 class App(faust.App):
-    """`faust.App` whose Kafka consumer is the one above (and producer, `faust_light`)."""
+    """`faust.App` whose Kafka consumer is the one above (and producer and monitor,
+    `faust_light`)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("Monitor", LeanMonitor)
+        super().__init__(*args, **kwargs)
 
     def _new_transport(self) -> TransportT:
         transport = super()._new_transport()
