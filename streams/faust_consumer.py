@@ -80,6 +80,13 @@ class App(faust.App):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("Monitor", LeanMonitor)
+        # Faust's repaired Cython fast paths (off by default in this build): the stream takes
+        # an event already in its queue without awaiting the queue, and a record routed to two
+        # channels with the same key and value types (the ticks: the input stream and the tick
+        # agent) is decoded once. Greenlane's topics are raw bytes, which never fail to decode,
+        # so the one difference Faust documents (a reused event is not decoded again, so it
+        # cannot fail for the second channel) cannot arise.
+        kwargs.setdefault("cython_optimizations", True)
         super().__init__(*args, **kwargs)
 
     def _new_transport(self) -> TransportT:

@@ -26,9 +26,10 @@ stream's next read frees, with Faust's tasks again (the conductor puts into a fu
 through a task of its own, under `wait_first`): no gain. So once a delivery had to wait and
 left a queue above its high-pressure mark (where Faust already stops fetching that
 partition), the loop waits until the stream has read it down to its low mark (Faust's
-`FlowControlQueue` marks, 80 % and 40 % of `stream_buffer_maxsize`), then delivers the
-next ~2,000 records without waiting. That wait ends, like a delivery's, on a rebalance, a
-stop or a crash.
+`FlowControlQueue` marks, 80 % and 40 % of `stream_buffer_maxsize`; the queue checks the low
+mark on `get_nowait`, which Faust's stream iterator uses with `cython_optimizations`, and
+otherwise only once empty), then delivers the next records without waiting. That wait
+ends, like a delivery's, on a rebalance, a stop or a crash.
 """
 
 from __future__ import annotations
