@@ -15,6 +15,14 @@ own, and consumer lag comes from the consumer's offsets), so `LeanMonitor` skips
 per-record hooks; Faust's stats views then show no per-record counts or latencies. Every
 other statistic (commits, sends, rebalances, assignments, tables) is kept. (Under
 `take_events` Faust already recorded no per-event latency: its acks pass no sensor state.)
+
+Decoding a record into an event went through `App.create_event`, which reads the `Event`
+setting through the settings registry for each record, and through Faust's serializer
+registry for its key and value: for Greenlane's raw topics, a codec lookup, Faust's `raw`
+codec (which returns the bytes) and a check that the bytes are no serialized model. `App`
+(streams/faust_consumer.py) keeps the event class once configured, and `RawRegistry`
+returns raw bytes at once when `raw` is still Faust's own identity codec (anything else
+takes Faust's way).
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ from __future__ import annotations
 from typing import Any
 
 from faust.sensors import Monitor
+from faust.serializers import Registry, codecs
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.transport.producer import ProducerBuffer
 from faust.types import TP, EventT, Message, StreamT
@@ -71,3 +80,38 @@ class LeanMonitor(Monitor):
 
     def track_tp_end_offset(self, tp: TP, offset: int) -> None:
         pass
+
+
+def _raw_is_identity() -> bool:
+    """Whether the codec named `raw` is still Faust's, which returns bytes as they are."""
+    codec = codecs.get_codec("raw")
+    return type(codec) is codecs.raw and tuple(codec.nodes) == (codec,)
+
+
+class RawRegistry(Registry):
+    """Faust's serializer registry, returning raw keys and values (bytes, no model type) as
+    they are, as Faust's `raw` codec and its model check do, without their layers."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._raw_identity = _raw_is_identity()
+
+    def loads_key(self, typ: Any, key: bytes | None, *, serializer: Any = None) -> Any:
+        if (
+            typ is None
+            and type(key) is bytes
+            and (serializer or self.key_serializer) == "raw"
+            and self._raw_identity
+        ):
+            return key
+        return super().loads_key(typ, key, serializer=serializer)
+
+    def loads_value(self, typ: Any, value: bytes | None, *, serializer: Any = None) -> Any:
+        if (
+            typ is None
+            and type(value) is bytes
+            and (serializer or self.value_serializer) == "raw"
+            and self._raw_identity
+        ):
+            return value
+        return super().loads_value(typ, value, serializer=serializer)
