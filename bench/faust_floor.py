@@ -7,6 +7,9 @@ agent only counts. Whatever the worker does per event comes on top of this figur
 bounds what any work inside Faust can reach on this machine.
 
     .venv/bin/python bench/faust_floor.py --events 50000 [--out bench/results/floor.json]
+
+`--profile FILE` samples the agent's process with py-spy (collapsed stacks, every thread)
+from its first batch to the last.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -24,7 +28,7 @@ from typing import Any, cast
 
 from harness import fresh_topics, write_result
 from kafka import KafkaProducer
-from worker_throughput import TRAFFIC, events
+from worker_throughput import TRAFFIC, events, start_profiler
 
 from greenlane.streams.tansu import EmbeddedBroker, free_port
 
@@ -59,13 +63,17 @@ def child(bootstrap_url: str, topic: str, n: int, out: Path, embedded: bool) -> 
             now = time.time()
             if seen["first"] is None:
                 seen["first"] = (now, len(batch))
+                seen["cpu"] = time.process_time()
+                out.with_suffix(".started").touch()  # the parent may start profiling
             seen["count"] += len(batch)
             if seen["count"] >= n and not out.exists():
                 first_at, first_batch = seen["first"]
                 # As the worker is measured: from the first batch handled to the last.
                 counted = seen["count"] - first_batch
                 partial = out.with_suffix(".part")
-                partial.write_text(json.dumps({"events": counted, "seconds": now - first_at}))
+                cpu = time.process_time() - seen["cpu"]
+                result = {"events": counted, "seconds": now - first_at, "cpu_seconds": cpu}
+                partial.write_text(json.dumps(result))
                 partial.rename(out)  # whole when the parent sees it
             yield None
 
@@ -82,6 +90,7 @@ def main() -> None:
     parser.add_argument("--without-workaround", action="store_true")
     parser.add_argument("--timeout", type=float, default=300.0)
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--profile", type=Path, help="py-spy collapsed stacks to this file")
     parser.add_argument(
         "--child", nargs=4, metavar=("URL", "TOPIC", "N", "OUT"), help=argparse.SUPPRESS
     )
@@ -106,8 +115,11 @@ def main() -> None:
             command.append("--without-workaround")
         proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + args.timeout
+        profiler: subprocess.Popen[bytes] | None = None
         try:
             while not done.exists():
+                if args.profile and profiler is None and done.with_suffix(".started").exists():
+                    profiler = start_profiler(proc.pid, args.profile)
                 if proc.poll() is not None:
                     raise SystemExit(f"the counting agent exited with status {proc.returncode}")
                 if time.monotonic() > deadline:
@@ -115,6 +127,9 @@ def main() -> None:
                 time.sleep(0.1)  # polling for the child's result file
             measured = json.loads(done.read_text())
         finally:
+            if profiler is not None:
+                profiler.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT
+                profiler.wait(60)
             proc.terminate()
             proc.wait(30)
     rate = measured["events"] / measured["seconds"]
@@ -125,6 +140,9 @@ def main() -> None:
             "tansu_workarounds": not args.without_workaround,
             "faust_noop_agent_events_per_s": round(rate),
             "seconds": round(measured["seconds"], 2),
+            # The agent's process CPU time (every thread) per event: steadier than the rate
+            # when other processes share the cores.
+            "cpu_us_per_event": round(measured["cpu_seconds"] / measured["events"] * 1e6, 1),
         },
         args.out,
     )

@@ -16,6 +16,11 @@ would leave out nothing paused during the fetch, and Faust would drop those reco
 
 (Seeking such partitions back by the reset policy as well was tried and dropped: Faust also
 seeks while a rebalance is still under way, and the extra seek then raced the assignment.)
+
+The consumer also delivers each record without Faust's four futures per record when the
+delivery need not wait (`streams/faust_drain.py` says why and how), and the producer's
+buffer tells its size without reading a setting, Faust's monitor skips its per-record
+hooks, and raw records are decoded without Faust's codec layers (`streams/faust_light.py`).
 """
 
 from __future__ import annotations
@@ -25,8 +30,13 @@ from typing import Any, cast
 
 import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
-from faust.types import TP, Message
+from faust.types import TP, EventT, K, Message, V
+from faust.types.core import HeadersArg
 from faust.types.transports import TransportT
+from mode import ServiceT
+
+from greenlane.streams.faust_drain import drain_messages
+from greenlane.streams.faust_light import LeanMonitor, Producer, RawRegistry
 
 
 class LivePartitions:
@@ -75,12 +85,37 @@ class Consumer(faust_aiokafka.Consumer):
             return False
         return bool(super().ack(message))
 
+    async def _drain_messages(self, fetcher: ServiceT) -> None:
+        await drain_messages(self, fetcher)
+
 
 class App(faust.App):
-    """`faust.App` whose Kafka consumer is the one above."""
+    """`faust.App` whose Kafka consumer is the one above (and producer and monitor,
+    `faust_light`)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("Monitor", LeanMonitor)
+        kwargs.setdefault("Serializers", RawRegistry)
+        # Faust's repaired Cython fast paths (off by default in this build): the stream takes
+        # an event already in its queue without awaiting the queue, and a record routed to two
+        # channels with the same key and value types (the ticks: the input stream and the tick
+        # agent) is decoded once. Greenlane's topics are raw bytes, which never fail to decode,
+        # so the one difference Faust documents (a reused event is not decoded again, so it
+        # cannot fail for the second channel) cannot arise.
+        kwargs.setdefault("cython_optimizations", True)
+        super().__init__(*args, **kwargs)
+        self._event_class: Any = None  # the configured `Event` class, once read
+
+    def create_event(self, key: K, value: V, headers: HeadersArg, message: Message) -> EventT[Any]:
+        """`faust.App.create_event`, the `Event` setting read once (faust_light.py)."""
+        event_class = self._event_class
+        if event_class is None:
+            event_class = self._event_class = self.conf.Event
+        return cast(EventT[Any], event_class(self, key, value, headers, message))
 
     def _new_transport(self) -> TransportT:
         transport = super()._new_transport()
         if isinstance(transport, faust_aiokafka.Transport):
             transport.Consumer = Consumer  # type: ignore[misc]
+            transport.Producer = Producer  # type: ignore[misc]
         return transport

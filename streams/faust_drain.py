@@ -1,0 +1,208 @@
+"""Faust's delivery loop (`Consumer._drain_messages`) without four futures per message.
+
+For every record it fetched, Faust 0.15's consumer awaits
+`wait_first(callback(message), suspend_flow.wait())`: mode's `Service.wait_first` wraps the
+delivery, the flow suspension, the consumer's stop and its crash in four futures (three of
+them tasks) and an `asyncio.wait`, then cancels the three losers. A rebalance, a stop or a
+crash can thereby interrupt a delivery that is stuck (the stream's queue full, flow control
+suspended, the producer's buffer full). Yet a delivery almost never waits: the conductor
+takes the lock of its routing table, decodes the record into an event and puts it on the
+stream's queue, all without a suspension point. Those tasks and the loop turns that run and
+cancel them were a quarter of a counting agent's time (py-spy, `bench/faust_floor.py`).
+
+Here each delivery first runs in the draining task itself, up to its first suspension
+point, as the first step of Faust's own delivery task would run it. Most deliveries end
+there, with nothing scheduled. A delivery that does suspend is finished exactly as Faust
+finishes it: resumed inside `wait_first`, against the flow suspension, the stop and the
+crash, so a rebalance still interrupts it. Everything else is Faust 0.15.3's loop unchanged:
+the read offsets, the gaps of compacted or skipped offsets, the commit every `commit_every`
+acknowledgements, a yield to the event loop every 100 records, the exits.
+
+Without a task per record the loop no longer yields to the event loop after every record,
+only every 100 (as Faust already does) and whenever a delivery waits; the stream then takes
+the delivered events in bulk. The loop now outruns any stream that does work, so the
+stream's queue fills up, and from then on each record would wait for the one slot the
+stream's next read frees, with Faust's tasks again (the conductor puts into a full queue
+through a task of its own, under `wait_first`): no gain. So once a delivery had to wait and
+left a queue above its high-pressure mark (where Faust already stops fetching that
+partition), the loop waits until the stream has read it down to its low mark (Faust's
+`FlowControlQueue` marks, 80 % and 40 % of `stream_buffer_maxsize`; the queue checks the low
+mark on `get_nowait`, which Faust's stream iterator uses with `cython_optimizations`, and
+otherwise only once empty), then delivers the next records without waiting. That wait
+ends, like a delivery's, on a rebalance, a stop or a crash.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine, Generator
+from typing import Any, cast
+
+from faust.transport.consumer import CONSUMER_FETCHING, Consumer
+from faust.types import TP
+from mode import Service, ServiceT
+from mode.utils.queues import FlowControlQueue
+
+# The longest a delivery waits for a full stream queue to drain to its low mark.
+ROOM_WAIT_S = 1.0
+
+
+class _Resumed:
+    """The rest of a coroutine whose first step already ran and yielded `first`: awaiting
+    this drives it on to its end (what `yield from` does), so a task can finish it."""
+
+    __slots__ = ("coro", "first")
+
+    def __init__(self, coro: Coroutine[Any, Any, Any], first: Any) -> None:
+        self.coro = coro
+        self.first = first
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        coro, value = self.coro, self.first
+        self.first = None
+        while True:
+            try:
+                sent = yield value
+            except GeneratorExit:
+                coro.close()
+                raise
+            except BaseException as exc:  # thrown in by the task (cancellation): pass it on
+                try:
+                    value = coro.throw(exc)
+                except StopIteration as stop:
+                    return stop.value
+            else:
+                try:
+                    value = coro.send(sent)
+                except StopIteration as stop:
+                    return stop.value
+
+
+async def _finish(resumed: _Resumed) -> Any:
+    return await resumed
+
+
+async def deliver(consumer: Consumer, tp: TP, delivery: Coroutine[Any, Any, Any]) -> None:
+    """Run `delivery` (the conductor's callback for a message of `tp`) as Faust's loop does,
+    but its first step inline: only a delivery that has to wait gets the tasks of
+    `wait_first`, racing the flow suspension, the consumer's stop and its crash."""
+    try:
+        first = delivery.send(None)
+    except StopIteration:
+        return  # delivered without waiting
+    service = cast(Service, consumer)
+    await service.wait_first(_finish(_Resumed(delivery, first)), consumer.suspend_flow.wait())
+    await _wait_for_room(consumer, tp)
+
+
+async def _wait_for_room(consumer: Consumer, tp: TP) -> None:
+    """After a delivery to `tp` had to wait (most often: a stream's queue was full), wait
+    until each queue of `tp` above its high-pressure mark drops to its low one.
+
+    Otherwise, with a stream slower than the loop, each further delivery would find the
+    queue full again and wait again, with Faust's tasks, for the one slot one event frees.
+    The wait ends as a delivery's does on a rebalance, a stop or a crash, and after
+    `ROOM_WAIT_S` in any case (a queue cleared without a read would otherwise hold it).
+    """
+    channels = consumer.app.topics._tp_index.get(tp)  # type: ignore[attr-defined]
+    if not channels:
+        return
+    for channel in list(channels):
+        queue = channel.queue
+        if not isinstance(queue, FlowControlQueue) or queue.qsize() < queue.pressure_high_size:
+            continue
+        dropped = consumer.loop.create_future()
+
+        def on_drop(dropped: asyncio.Future[None] = dropped) -> None:
+            if not dropped.done():
+                dropped.set_result(None)
+
+        # FlowControlQueue calls these when a read finds it at or under its low mark.
+        queue._pending_pressure_drop_callbacks.add(on_drop)
+        try:
+            await cast(Service, consumer).wait_first(
+                dropped, consumer.suspend_flow.wait(), timeout=ROOM_WAIT_S
+            )
+        finally:
+            queue._pending_pressure_drop_callbacks.discard(on_drop)
+            dropped.cancel()
+
+
+async def drain_messages(consumer: Consumer, fetcher: ServiceT) -> None:  # pragma: no cover
+    """`Consumer._drain_messages` of faust-streaming 0.15.3, delivering through `deliver`.
+
+    (Only the delivery line differs; the rest is copied as it is, local names and all.)
+    """
+    self = consumer
+    callback = self.callback
+    getmany = self.getmany
+    consumer_should_stop = cast(Service, self)._stopped.is_set
+    fetcher_should_stop = cast(Service, fetcher)._stopped.is_set
+
+    get_read_offset = self._read_offset.__getitem__
+    set_read_offset = self._read_offset.__setitem__
+    flag_consumer_fetching = CONSUMER_FETCHING
+    set_flag = self.diag.set_flag
+    unset_flag = self.diag.unset_flag
+    commit_every = self._commit_every
+    acks_enabled_for = self.app.topics.acks_enabled_for
+
+    yield_every = 100
+    num_since_yield = 0
+    sleep = asyncio.sleep
+
+    try:
+        while not (consumer_should_stop() or fetcher_should_stop()):
+            set_flag(flag_consumer_fetching)
+            ait = getmany(timeout=1.0)
+
+            # Sleeping because sometimes getmany is called in a loop
+            # never releasing to the event loop
+            await cast(Service, self).sleep(0)
+            if not cast(Service, self).should_stop:
+                async for tp, message in ait:
+                    num_since_yield += 1
+                    if num_since_yield > yield_every:
+                        await sleep(0)
+                        num_since_yield = 0
+
+                    offset = message.offset
+                    r_offset = get_read_offset(tp)
+                    if r_offset is None or offset >= r_offset:
+                        gap = offset - (r_offset or 0)
+                        # We have a gap in income messages
+                        if gap > 1 and r_offset:
+                            acks_enabled = acks_enabled_for(message.topic)
+                            if acks_enabled:
+                                await self._add_gap(tp, r_offset + 1, offset)
+                        if commit_every is not None and self._n_acked >= commit_every:
+                            self._n_acked = 0
+                            await self.commit()
+                        await deliver(self, tp, cast(Coroutine[Any, Any, Any], callback(message)))
+                        set_read_offset(tp, offset)
+                    else:
+                        self.log.dev(
+                            "DROPPED MESSAGE ROFF %r: k=%r v=%r",
+                            offset,
+                            message.key,
+                            message.value,
+                        )
+                unset_flag(flag_consumer_fetching)
+
+    except self.consumer_stopped_errors:
+        if self.transport.app.should_stop:
+            # we're already stopping so ignore
+            self.log.info("Broker stopped consumer, shutting down...")
+            return
+        raise
+    except asyncio.CancelledError:
+        if self.transport.app.should_stop:
+            # we're already stopping so ignore
+            self.log.info("Consumer shutting down for user cancel.")
+            return
+        raise
+    except Exception as exc:
+        self.log.exception("Drain messages raised: %r", exc)
+        raise
+    finally:
+        unset_flag(flag_consumer_fetching)

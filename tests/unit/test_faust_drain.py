@@ -1,0 +1,192 @@
+"""Delivery of a fetched record without Faust's per-record tasks (streams/faust_drain.py).
+
+A fake consumer (a mode `Service` with Faust's `suspend_flow` and the conductor's index of
+channels) stands for Faust's; the deliveries are coroutines like the conductor's callback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from faust.types import TP
+from mode import Service
+from mode.utils.locks import Event
+from mode.utils.queues import FlowControlEvent, FlowControlQueue
+
+from greenlane.streams import faust_drain
+from greenlane.streams.faust_drain import deliver
+
+TP0 = TP("t", 0)
+
+
+class FakeChannel:
+    def __init__(self, queue: FlowControlQueue[Any]) -> None:
+        self.queue = queue
+
+
+class FakeConsumer(Service):
+    def __init__(self, channels: list[FakeChannel] | None = None) -> None:
+        super().__init__()
+        self.suspend_flow = Event()
+        index = {TP0: set(channels or [])}
+        self.app = type("App", (), {"topics": type("Conductor", (), {"_tp_index": index})})()
+        self.first_calls = 0
+        self.waited = 0
+
+    async def wait_first(self, *coros: Any, timeout: Any = None) -> Any:
+        self.waited += 1
+        return await super().wait_first(*coros, timeout=timeout)
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(asyncio.wait_for(coro, 5))
+
+
+def test_a_delivery_that_does_not_wait_runs_inline_without_tasks() -> None:
+    async def main() -> None:
+        consumer = FakeConsumer()
+        done: list[int] = []
+
+        async def delivery() -> None:
+            done.append(1)
+
+        before = len(asyncio.all_tasks())
+        await deliver(consumer, TP0, delivery())  # type: ignore[arg-type]
+        assert done == [1]
+        assert consumer.waited == 0
+        assert len(asyncio.all_tasks()) == before
+
+    run(main())
+
+
+def test_a_delivery_that_waits_is_finished_with_its_result_and_errors() -> None:
+    async def main() -> None:
+        consumer = FakeConsumer()
+        gate = asyncio.get_running_loop().create_future()
+        steps: list[str] = []
+
+        async def delivery() -> None:
+            steps.append("before")
+            steps.append(await gate)
+            await asyncio.sleep(0)  # a bare yield on the way, as asyncio.sleep(0) does
+            steps.append("after")
+
+        task = asyncio.ensure_future(deliver(consumer, TP0, delivery()))  # type: ignore[arg-type]
+        await asyncio.sleep(0.01)
+        assert steps == ["before"] and not task.done()
+        gate.set_result("resumed")
+        await task
+        assert steps == ["before", "resumed", "after"]
+        assert consumer.waited == 1
+
+        async def failing() -> None:
+            await asyncio.sleep(0)
+            raise ValueError("bad record")
+
+        with pytest.raises(ValueError, match="bad record"):
+            await deliver(consumer, TP0, failing())  # type: ignore[arg-type]
+
+        async def failing_at_once() -> None:
+            raise KeyError("at once")
+
+        with pytest.raises(KeyError):
+            await deliver(consumer, TP0, failing_at_once())  # type: ignore[arg-type]
+
+    run(main())
+
+
+@pytest.mark.parametrize("how", ["suspend_flow", "stop", "crash"])
+def test_a_blocked_delivery_does_not_hold_a_rebalance_a_stop_or_a_crash(how: str) -> None:
+    async def main() -> None:
+        consumer = FakeConsumer()
+        cancelled: list[bool] = []
+
+        async def blocked() -> None:
+            try:
+                await asyncio.get_running_loop().create_future()  # a full queue, forever
+            except asyncio.CancelledError:
+                cancelled.append(True)
+                raise
+
+        task = asyncio.ensure_future(deliver(consumer, TP0, blocked()))  # type: ignore[arg-type]
+        await asyncio.sleep(0.01)
+        assert not task.done()
+        if how == "suspend_flow":
+            consumer.suspend_flow.set()
+        elif how == "stop":
+            consumer._stopped.set()
+        else:
+            consumer._crashed.set()
+        await task
+        await asyncio.sleep(0)
+        assert cancelled == [True]  # as Faust cancels the delivery that lost the race
+
+    run(main())
+
+
+def make_queue(maxsize: int = 10) -> FlowControlQueue[Any]:
+    flow = FlowControlEvent(initially_suspended=False)
+    return FlowControlQueue(maxsize, flow_control=flow)
+
+
+async def fill_then_wait(consumer: FakeConsumer, queue: FlowControlQueue[Any]) -> asyncio.Task[Any]:
+    """Fill `queue`; deliver one more record, which waits for room; return that delivery."""
+    while not queue.full():
+        queue.put_nowait(0)
+
+    async def delivery() -> None:
+        await queue.put(1)
+
+    task = asyncio.ensure_future(deliver(consumer, TP0, delivery()))  # type: ignore[arg-type]
+    await asyncio.sleep(0.01)
+    return task
+
+
+def test_after_waiting_for_a_full_queue_delivery_waits_for_the_low_mark() -> None:
+    async def main() -> None:
+        queue = make_queue(10)  # high mark 8, low mark 4
+        consumer = FakeConsumer([FakeChannel(queue)])
+        task = await fill_then_wait(consumer, queue)
+        queue.get_nowait()  # one slot: the waiting record goes in, the queue is full again
+        await asyncio.sleep(0.01)
+        assert queue.qsize() == 10 and not task.done()
+        while queue.qsize() > queue.pressure_drop_size:
+            queue.get_nowait()
+            await asyncio.sleep(0)
+            assert not task.done()
+        queue.get_nowait()  # a read finds it at the low mark
+        await asyncio.sleep(0.01)
+        assert task.done()
+        assert not queue._pending_pressure_drop_callbacks
+
+    run(main())
+
+
+def test_the_wait_for_room_ends_on_a_rebalance_and_after_its_timeout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async def main() -> None:
+        queue = make_queue(10)
+        consumer = FakeConsumer([FakeChannel(queue)])
+        task = await fill_then_wait(consumer, queue)
+        queue.get_nowait()
+        await asyncio.sleep(0.01)
+        assert not task.done()
+        consumer.suspend_flow.set()
+        await asyncio.sleep(0.01)
+        assert task.done()
+
+        monkeypatch.setattr(faust_drain, "ROOM_WAIT_S", 0.05)
+        queue = make_queue(10)
+        consumer = FakeConsumer([FakeChannel(queue)])
+        task = await fill_then_wait(consumer, queue)
+        queue.get_nowait()
+        await asyncio.sleep(0.01)
+        assert not task.done()
+        await asyncio.sleep(0.1)  # nobody reads: it gives up waiting
+        assert task.done()
+        assert not queue._pending_pressure_drop_callbacks
+
+    run(main())
