@@ -166,11 +166,41 @@ def signals(history: Iterable[HistoryEvent]) -> list[tuple[HistoryEvent, frozens
     return out
 
 
+# The conditions of an event by what decides them (`_signals_of`): few distinct values.
+_SignalsKey = tuple[str, str | None, str | None, str | None, str | None, bool]
+_SIGNALS: dict[_SignalsKey, frozenset[str]] = {}
+MAX_SIGNALS = 4096
+
+
 def _signals_of(
     ev: HistoryEvent, last_ticket_state: str | None
 ) -> tuple[frozenset[str], str | None]:
     """The conditions one event satisfies, given the ticket state before it; and the ticket
-    state after it."""
+    state after it (memoised: every event of every request asks)."""
+    state = ev.state
+    key = (
+        ev.event_type,
+        state,
+        ev.milestone,
+        ev.stage,
+        ev.status,
+        last_ticket_state in _CLOSED_TICKET_STATES,
+    )
+    found = _SIGNALS.get(key)
+    if found is None:
+        found = _signals_uncached(ev, last_ticket_state)[0]
+        if len(_SIGNALS) >= MAX_SIGNALS:
+            _SIGNALS.clear()
+        _SIGNALS[key] = found
+    if state is not None and ev.event_type == "ticket.state_changed":
+        last_ticket_state = state
+    return found, last_ticket_state
+
+
+def _signals_uncached(
+    ev: HistoryEvent, last_ticket_state: str | None
+) -> tuple[frozenset[str], str | None]:
+    """`_signals_of`, worked out."""
     found: set[str] = set()
     if ev.event_type.endswith(".created"):
         found.add("created")
@@ -345,6 +375,16 @@ class _TargetFold:
         # time passing has nothing to do.
         self._horizon: datetime | None = None
         self._horizon_known = False
+        # The instant the running clock reaches the at-risk share (kept like the horizon).
+        self._risk_at: datetime | None = None
+        self._risk_s = 0
+        self._risk_known = False
+        self._orders = info.kind == "order"  # only orders predict (stages ahead)
+        # Ended for good (cancelled, or met/stopped with no reopen condition): no event and
+        # no time can change it or make it publish again, so folding skips it and its
+        # snapshot is `final`.
+        self.dead = False
+        self.final: SlaSnapshot | None = None
 
     def fork(self) -> _TargetFold:
         """A copy that can move on without changing this fold (records start empty)."""
@@ -407,7 +447,8 @@ class _TargetFold:
         reason: str | None = None,
         attribution: tuple[Attribution, ...] | None = None,
     ) -> None:
-        self._horizon_known = False  # every transition may move the clock's next firing
+        # Every transition may move the clock's next firing and its at-risk instant.
+        self._horizon_known = self._risk_known = False
         n = self.c.kind_counts.get(kind, 0)
         self.c.kind_counts[kind] = n + 1
         change_id = stable_id(self.sla_id, kind, n)
@@ -442,9 +483,12 @@ class _TargetFold:
     # -- time passing -----------------------------------------------------------------
     def advance(self, t: datetime) -> None:
         """Fire the rungs and the breach that come due up to `t` while the clock runs."""
-        if not self.fires_by(t):
+        if self.c.status != "running":
             return
-        self._horizon_known = False
+        horizon = self._horizon if self._horizon_known else self._next_firing()
+        if horizon is None or horizon > t:
+            return
+        self._horizon_known = self._risk_known = False
         # Only points the clock has reached by `t` can fire: measure once, convert only those.
         reached = self._elapsed_at(t)
         points = [p for p in self._rung_points() if p[0] <= reached]
@@ -526,10 +570,13 @@ class _TargetFold:
                 self._settle(t)
                 c.status = "cancelled"
                 self._change("cancelled", t, due=None, reason=ev.reason)
+                self._die()
             elif sigs & self.rules.on_stop:
                 self._settle(t)
                 c.status, c.stopped_at = ("stopped" if c.breached else "met"), t
                 self._change(c.status, t, due=None)
+                if not self.rules.on_reopen:
+                    self._die()
             elif c.status == "running" and sigs & self.rules.on_pause:
                 due = self._due()
                 self._settle(t)
@@ -556,6 +603,15 @@ class _TargetFold:
                 c.paused_s += self.cal.between(c.stopped_at, t)
             c.status, c.mark = "running", t
             self._change("reopened", t, due=self._due())
+
+    def _die(self) -> None:
+        """Mark an ended target whose standing can no longer change (see `dead`).
+
+        What is left unfolded after this (held time, counts) is read only by records, and
+        it makes no more records."""
+        c = self.c
+        self.dead = True
+        self.final = _snapshot(self.target.name, c.status, False, c.breached)
 
     def _open_held(self, at: datetime) -> int:
         since = self.c.held_since
@@ -609,18 +665,26 @@ class _TargetFold:
             return _snapshot(name, status, at_risk, c.breached), None
         if c.status != "running":
             return _snapshot(name, c.status, False, c.breached), None
-        wakeup = self._next_firing()
+        wakeup = self._horizon if self._horizon_known else self._next_firing()
         if c.breached:
             return _snapshot(name, "breached", False, True), wakeup
-        elapsed = self._elapsed_at(until)
-        predicted = self._predicts_late(until)
-        at_risk_s = round(self.rules.at_risk_fraction * self.budget)
-        if at_risk_s > elapsed:
-            at_risk_at = self._instant_at(at_risk_s)
+        assert c.mark is not None
+        elapsed = c.elapsed + self.cal.between(c.mark, until)
+        orders = self._orders
+        predicted = orders and self._predicts_late(until)
+        at_risk_line = self.rules.at_risk_fraction * self.budget
+        if not self._risk_known:
+            # The running clock reaches the at-risk share at one instant until it changes.
+            self._risk_s = at_risk_s = round(at_risk_line)
+            self._risk_at = self._instant_at(at_risk_s) if at_risk_s > c.elapsed else None
+            self._risk_known = True
+        if self._risk_s > elapsed:
+            at_risk_at = self._risk_at
+            assert at_risk_at is not None  # elapsed is never below the banked c.elapsed
             wakeup = at_risk_at if wakeup is None else min(wakeup, at_risk_at)
-        if wakeup is not None and not predicted and self._predicts_late(wakeup):
+        if orders and wakeup is not None and not predicted and self._predicts_late(wakeup):
             wakeup = self._prediction_turns_late(until, wakeup)
-        at_risk_now = elapsed >= self.rules.at_risk_fraction * self.budget
+        at_risk_now = elapsed >= at_risk_line
         return _snapshot(name, "running", at_risk_now or predicted, False, predicted), wakeup
 
     def _predicts_late(self, at: datetime) -> bool:
@@ -879,15 +943,27 @@ def _project(
         ev = history[done]
         sigs, last_ticket_state = _signals_of(ev, last_ticket_state)
         for fold in folds:
-            fold.advance(ev.at)
-            fold.apply(ev, sigs)
+            if not fold.dead:
+                fold.advance(ev.at)
+                fold.apply(ev, sigs)
         done, last_at = done + 1, ev.at
-    checkpoint = FoldCheckpoint(history[:done], last_at, folds, last_ticket_state)
+    if resume is not None and folds is resume.folds:
+        # Taken out of the tracker's keeping (see `Tracker._project`): moved on in place.
+        checkpoint = resume
+        checkpoint.events, checkpoint.last_at = history[:done], last_at
+        checkpoint.last_ticket_state = last_ticket_state
+    else:
+        checkpoint = FoldCheckpoint(history[:done], last_at, folds, last_ticket_state)
     records: list[Record] = []
     snapshots: list[SlaSnapshot] = []
-    wakeups = [e.at for e in history[done:]]
+    wakeups = [e.at for e in history[done:]] if done < len(history) else []
     for fold in folds:
-        records.extend(fold.records)
+        if fold.records:
+            records.extend(fold.records)
+        if fold.dead:
+            assert fold.final is not None
+            snapshots.append(fold.final)
+            continue
         # Time passing up to `now` happens on a copy, so the checkpoint stays at the last
         # event; a fold that time leaves as it is needs no copy.
         if fold.fires_by(until):
@@ -1018,7 +1094,7 @@ class Tracker:
             new += self._replans(state, projection, now)
         else:
             new = projection.records  # what was emitted is skipped already
-        new_ids = {r.record_id for r in new}
+        new_ids = {r.record_id for r in new} if new else set()
         deliveries = state.deliveries
         if delivered is not None:
             event_id, where = delivered
@@ -1106,6 +1182,8 @@ def fold_rungs(records: tuple[Record, ...]) -> tuple[Record, ...]:
     the rest (a late or replayed start). People are told once where the ladder stands, not
     in a burst of stale messages; rungs that come due later are published one by one.
     """
+    if len(records) < 2:  # nothing to fold: most events bring one record or none
+        return records
     escalations = [r for r in records if isinstance(r, Escalation)]
     if len(escalations) < 2:  # nothing to fold: most events bring no rung at all
         return records

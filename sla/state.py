@@ -135,7 +135,7 @@ class RequestState:
     def history_with(self, event: HistoryEvent) -> tuple[HistoryEvent, ...]:
         """The history with one more event, in event-time order."""
         history = self.history
-        if not history or history[-1].sort_key <= event.sort_key:
+        if not history or history[-1].at < event.at or history[-1].sort_key <= event.sort_key:
             return (*history, event)  # the usual case: it comes last
         return tuple(sorted((*history, event), key=lambda e: e.sort_key))
 
