@@ -128,8 +128,10 @@ class _Driver:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     start = datetime(2026, 3, 2, 9, 0, tzinfo=SHANGHAI)
-    sim = Simulator(seed=args.seed, now=start, accounts=args.accounts, requests_per_minute=args.rate)
-    rng = random.Random(args.seed)  # noqa: S311 - a reproducible test, not security
+    sim = Simulator(
+        seed=args.seed, now=start, accounts=args.accounts, requests_per_minute=args.rate
+    )
+    rng = random.Random(args.seed)  # a reproducible test, not security
     policy = load_policy(EXAMPLE_POLICY)
     changed = policy.model_copy(update={"version": policy.version + "+changed", "at_risk": "60%"})
     out = _Hash()

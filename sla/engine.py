@@ -18,6 +18,7 @@ from functools import lru_cache
 
 from greenlane.sla.accounts import AccountLookup, resolve_tier
 from greenlane.sla.calendar import BusinessCalendar
+from greenlane.sla.fastinit import fast_init
 from greenlane.sla.policy import Budgets, Policy, Rung, SlaDefinition, Span, Target
 from greenlane.sla.records import Attribution, Escalation, Record, SlaChange, stable_id
 from greenlane.sla.state import (
@@ -47,6 +48,7 @@ RECENT_DELIVERIES = 8  # events per request whose outputs can be re-published on
 DEFAULT_CHECKPOINTS = 20_000
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Step:
     """The outcome of applying one event or one tick: new state and records to publish."""
@@ -59,6 +61,7 @@ class Step:
     produced, to publish again, since a crash may have lost it after the state was saved."""
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Projection:
     """Everything derived from one request's history at one instant."""

@@ -13,6 +13,8 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any, Literal
 
+from greenlane.sla.fastinit import fast_init
+
 ChangeKind = Literal[
     "started",
     "paused",
@@ -42,6 +44,7 @@ def rfc3339(moment: datetime) -> str:
     return moment.isoformat()
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Attribution:
     """Time a provisioning stage (or hand-off) used beyond its budget."""
@@ -58,6 +61,7 @@ class Attribution:
         }
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class SlaChange:
     """One transition of one SLA instance (record_type `sla_change`)."""
@@ -114,6 +118,7 @@ class SlaChange:
         return out
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Escalation:
     """One rung of an escalation ladder that came due (record_type `escalation`)."""
