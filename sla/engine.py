@@ -20,7 +20,14 @@ from greenlane.sla.accounts import AccountLookup, resolve_tier
 from greenlane.sla.calendar import BusinessCalendar
 from greenlane.sla.fastinit import fast_init
 from greenlane.sla.policy import Budgets, Policy, Rung, SlaDefinition, Span, Target
-from greenlane.sla.records import Attribution, Escalation, Record, SlaChange, stable_id
+from greenlane.sla.records import (
+    Attribution,
+    Escalation,
+    Record,
+    SlaChange,
+    change_record_id,
+    stable_id,
+)
 from greenlane.sla.state import (
     AccountState,
     HistoryEvent,
@@ -352,6 +359,32 @@ class _TargetRules:
 class _TargetFold:
     """Folds one target of one request through its history up to `until`."""
 
+    __slots__ = (
+        "_horizon",
+        "_horizon_known",
+        "_orders",
+        "_plan",
+        "_plan_budget",
+        "_risk_at",
+        "_risk_known",
+        "_risk_s",
+        "account_id",
+        "budget",
+        "c",
+        "cal",
+        "dead",
+        "final",
+        "history",
+        "info",
+        "records",
+        "request_id",
+        "rules",
+        "skip",
+        "sla_id",
+        "span",
+        "target",
+    )
+
     def __init__(
         self, request: _Request, rules: _TargetRules, skip: frozenset[str] = frozenset()
     ) -> None:
@@ -393,7 +426,8 @@ class _TargetFold:
         """A copy that can move on without changing this fold (records start empty)."""
         # Attribute for attribute, without copy.copy's generic protocol: this runs per event.
         twin = object.__new__(_TargetFold)
-        twin.__dict__.update(self.__dict__)
+        for name in _TargetFold.__slots__:
+            setattr(twin, name, getattr(self, name))
         twin.c = self.c.copy()
         twin.records = []
         return twin
@@ -452,28 +486,39 @@ class _TargetFold:
     ) -> None:
         # Every transition may move the clock's next firing and its at-risk instant.
         self._horizon_known = self._risk_known = False
-        n = self.c.kind_counts.get(kind, 0)
-        self.c.kind_counts[kind] = n + 1
-        change_id = stable_id(self.sla_id, kind, n)
+        c = self.c
+        counts = c.kind_counts
+        n = counts.get(kind, 0)
+        counts[kind] = n + 1
+        # Derived once per change (a memo would only keep it): `stable_id(sla_id, kind, n)`.
+        change_id = change_record_id(self.sla_id, kind, n)
         if change_id in self.skip:
             return
+        cal = self.cal
+        elapsed = c.elapsed
+        if c.status == "running" and c.mark is not None:  # `_elapsed_at(at)`
+            elapsed += cal.between(c.mark, at)
+        held = c.held_s
+        if c.held_since is not None:  # `_open_held(at)`
+            held += cal.between(c.held_since, at)
+        info = self.info
         self.records.append(
             SlaChange(
                 change_id=change_id,
                 sla_id=self.sla_id,
-                cycle=self.c.cycle,
+                cycle=c.cycle,
                 account_id=self.account_id,
                 request_id=self.request_id,
                 target=self.target.name,
                 kind=kind,  # type: ignore[arg-type]
                 at=at,
                 due_at=due,
-                tier=self.info.tier,
+                tier=info.tier,
                 policy_version=self.rules.policy.version,
-                service=self.info.service,
-                elapsed_s=self._elapsed_at(at),
-                paused_s=self.c.paused_s,
-                held_s=self.c.held_s + self._open_held(at),
+                service=info.service,
+                elapsed_s=elapsed,
+                paused_s=c.paused_s,
+                held_s=held,
                 reason=reason,
                 attribution=attribution,
             )
@@ -481,7 +526,7 @@ class _TargetFold:
 
     def _skips(self, kind: str) -> bool:
         """True when the next `kind` change of this SLA is already published."""
-        return stable_id(self.sla_id, kind, self.c.kind_counts.get(kind, 0)) in self.skip
+        return change_record_id(self.sla_id, kind, self.c.kind_counts.get(kind, 0)) in self.skip
 
     # -- time passing -----------------------------------------------------------------
     def advance(self, t: datetime) -> None:
