@@ -278,11 +278,13 @@ class _Clock:
     cycle: int = 1
     held_since: datetime | None = None
     held_s: int = 0  # business seconds in `held`: the operator's own shortfall, not a pause
-    fired: set[tuple[int, int]] = field(default_factory=set)  # (rung, repeat)
+    # (rung, repeat); immutable, so that a copy shares it and a clock that never fires a rung
+    # holds no set of its own
+    fired: frozenset[tuple[int, int]] = frozenset()
     kind_counts: dict[str, int] = field(default_factory=dict)
 
     def copy(self) -> _Clock:
-        """An independent copy (the set and the dict are copied too)."""
+        """An independent copy (the dict is copied too; `fired` is immutable)."""
         return _Clock(
             self.status,
             self.started_at,
@@ -296,7 +298,7 @@ class _Clock:
             self.cycle,
             self.held_since,
             self.held_s,
-            set(self.fired),
+            self.fired,
             dict(self.kind_counts),
         )
 
@@ -405,7 +407,7 @@ class _TargetFold:
         self._plan_budget = self.budget
         self.sla_id = f"{self.account_id}/{self.request_id}/{target.name}"
         self.c = _Clock()
-        self.records: list[Record] = []
+        self.records: tuple[Record, ...] = ()  # this call's (a tuple: most calls make none)
         # The instant of the next rung or breach while the clock runs (None: nothing left),
         # kept until the clock changes: most events and ticks come before it, and then
         # time passing has nothing to do.
@@ -429,7 +431,7 @@ class _TargetFold:
         for name in _TargetFold.__slots__:
             setattr(twin, name, getattr(self, name))
         twin.c = self.c.copy()
-        twin.records = []
+        twin.records = ()
         return twin
 
     # -- derived instants -------------------------------------------------------------
@@ -502,7 +504,7 @@ class _TargetFold:
         if c.held_since is not None:  # `_open_held(at)`
             held += cal.between(c.held_since, at)
         info = self.info
-        self.records.append(
+        self.records += (
             SlaChange(
                 change_id=change_id,
                 sla_id=self.sla_id,
@@ -521,7 +523,7 @@ class _TargetFold:
                 held_s=held,
                 reason=reason,
                 attribution=attribution,
-            )
+            ),
         )
 
     def _skips(self, kind: str) -> bool:
@@ -548,7 +550,7 @@ class _TargetFold:
                 # needed than to mark it (a worker catching up passes many such points).
                 escalation_id = self._escalation_id(rung, repeat)
                 if escalation_id in self.skip:
-                    self.c.fired.add((rung, repeat))
+                    self.c.fired = self.c.fired | {(rung, repeat)}
                     continue
             at = self._instant_at(business_s)
             if at > t:
@@ -559,11 +561,11 @@ class _TargetFold:
                 attribution = () if self._skips("breached") else self._attribution(at)
                 self._change("breached", at, due=at, attribution=attribution)
             else:
-                self.c.fired.add((rung, repeat))
+                self.c.fired = self.c.fired | {(rung, repeat)}
                 escalation_id = self._escalation_id(rung, repeat)
                 if escalation_id in self.skip:
                     continue
-                self.records.append(
+                self.records += (
                     Escalation(
                         escalation_id=escalation_id,
                         sla_id=self.sla_id,
@@ -578,7 +580,7 @@ class _TargetFold:
                         service=self.info.service,
                         policy_version=self.rules.policy.version,
                         repeat=repeat,
-                    )
+                    ),
                 )
 
     def _escalation_id(self, rung: int, repeat: int) -> str:
@@ -642,7 +644,7 @@ class _TargetFold:
                 # outcome (met stays met).
                 c.cycle += 1
                 c.elapsed = c.paused_s = c.held_s = 0
-                c.fired, c.breached, c.breached_at = set(), False, None
+                c.fired, c.breached, c.breached_at = frozenset(), False, None
                 if self.span.in_working_days:
                     due = self.cal.add_working_days(t, self.span.working_days, tgt.day_mode)
                     self.budget = self.cal.between(t, due)
@@ -980,7 +982,7 @@ def _project(
         folds, done = resume.folds, len(resume.events)
         last_ticket_state, last_at = resume.last_ticket_state, resume.last_at
         for fold in folds:
-            fold.history, fold.skip, fold.records = history, skip, []
+            fold.history, fold.skip, fold.records = history, skip, ()
     else:
         fresh = _new_folds(request, policy, cals, skip, rules)
         if fresh is None:
