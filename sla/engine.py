@@ -102,7 +102,8 @@ def request_info(
     tier it inherits (see `greenlane.sla.accounts`)."""
     tier, source = resolve_tier(account, lookup, policy.default_tier)
     data = event.data
-    if isinstance(data, OrderCreated):
+    # The exact type first: a pydantic model's isinstance check is slow.
+    if type(data) is not TicketCreated and isinstance(data, OrderCreated):
         return RequestInfo(
             kind="order",
             service=data.service,
@@ -112,7 +113,7 @@ def request_info(
             region=data.region or (account.region if account else None),
             promised_at=data.promised_at,
         )
-    assert isinstance(data, TicketCreated)
+    assert type(data) is TicketCreated or isinstance(data, TicketCreated)
     return RequestInfo(
         kind="ticket",
         service=data.service or f"ticket.{data.category}",
@@ -369,6 +370,7 @@ class _TargetFold:
         "_plan_budget",
         "_risk_at",
         "_risk_known",
+        "_risk_line",
         "_risk_s",
         "account_id",
         "budget",
@@ -416,6 +418,7 @@ class _TargetFold:
         # The instant the running clock reaches the at-risk share (kept like the horizon).
         self._risk_at: datetime | None = None
         self._risk_s = 0
+        self._risk_line = 0.0
         self._risk_known = False
         self._orders = info.kind == "order"  # only orders predict (stages ahead)
         # Ended for good (cancelled, or met/stopped with no reopen condition): no event and
@@ -437,8 +440,10 @@ class _TargetFold:
     # -- derived instants -------------------------------------------------------------
     def _instant_at(self, business_s: int) -> datetime:
         """When the running clock reaches `business_s` elapsed."""
-        assert self.c.mark is not None
-        return self.cal.add(self.c.mark, max(0, business_s - self.c.elapsed))
+        c = self.c
+        assert c.mark is not None
+        left = business_s - c.elapsed
+        return self.cal.add(c.mark, left if left > 0 else 0)
 
     def _due(self) -> datetime:
         """The instant the budget runs out; once breached, that instant stays put."""
@@ -605,7 +610,8 @@ class _TargetFold:
     # -- conditions -------------------------------------------------------------------
     def apply(self, ev: HistoryEvent, sigs: frozenset[str]) -> None:
         """Apply the conditions one event satisfies (cancel, then stop, pause, resume, start)."""
-        self._measure_held(ev, sigs)
+        if ev.state is not None:  # only a state change moves in or out of `held`
+            self._measure_held(ev, sigs)
         tgt, c, t = self.target, self.c, ev.at
         if c.status == "idle":
             if sigs & self.rules.on_start:
@@ -670,9 +676,7 @@ class _TargetFold:
     def _measure_held(self, ev: HistoryEvent, sigs: frozenset[str]) -> None:
         """`held` keeps the clock running (TM Forum: the operator's shortfall); a sub-timer
         measures it, so an auditor sees how much of the time went on it."""
-        c = self.c
-        if ev.state is None:  # only a state change moves in or out of `held`
-            return
+        c = self.c  # (asked for state changes only)
         if c.held_since is not None:
             c.held_s += self.cal.between(c.held_since, ev.at)
             c.held_since = None
@@ -708,7 +712,21 @@ class _TargetFold:
         at-risk point or a late prediction comes first. One pass for both, so the elapsed
         time and the prediction at `until` are worked out once.
         """
-        c, name = self.c, self.target.name
+        c = self.c
+        if c.status == "running" and not c.breached and not self._orders:
+            # The usual case, in short: a ticket's clock running short of its breach.
+            wakeup = self._horizon if self._horizon_known else self._next_firing()
+            assert c.mark is not None
+            elapsed = c.elapsed + self.cal.between(c.mark, until)
+            if not self._risk_known:
+                self._know_risk()
+            if self._risk_s > elapsed:
+                at_risk_at = self._risk_at
+                assert at_risk_at is not None  # elapsed is never below the banked c.elapsed
+                wakeup = at_risk_at if wakeup is None else min(wakeup, at_risk_at)
+            at_risk_now = elapsed >= self._risk_line
+            return _snapshot(self.target.name, "running", at_risk_now, False, False), wakeup
+        name = self.target.name
         if c.status == "paused":
             status = "breached" if c.breached else "paused"
             at_risk = not c.breached and c.elapsed >= self.rules.at_risk_fraction * self.budget
@@ -722,12 +740,9 @@ class _TargetFold:
         elapsed = c.elapsed + self.cal.between(c.mark, until)
         orders = self._orders
         predicted = orders and self._predicts_late(until)
-        at_risk_line = self.rules.at_risk_fraction * self.budget
         if not self._risk_known:
-            # The running clock reaches the at-risk share at one instant until it changes.
-            self._risk_s = at_risk_s = round(at_risk_line)
-            self._risk_at = self._instant_at(at_risk_s) if at_risk_s > c.elapsed else None
-            self._risk_known = True
+            self._know_risk()
+        at_risk_line = self._risk_line
         if self._risk_s > elapsed:
             at_risk_at = self._risk_at
             assert at_risk_at is not None  # elapsed is never below the banked c.elapsed
@@ -736,6 +751,15 @@ class _TargetFold:
             wakeup = self._prediction_turns_late(until, wakeup)
         at_risk_now = elapsed >= at_risk_line
         return _snapshot(name, "running", at_risk_now or predicted, False, predicted), wakeup
+
+    def _know_risk(self) -> None:
+        """The at-risk share of the budget, and the instant the running clock reaches it:
+        fixed until the clock changes (kept like the next firing)."""
+        c = self.c
+        self._risk_line = line = self.rules.at_risk_fraction * self.budget
+        self._risk_s = at_risk_s = round(line)
+        self._risk_at = self._instant_at(at_risk_s) if at_risk_s > c.elapsed else None
+        self._risk_known = True
 
     def _predicts_late(self, at: datetime) -> bool:
         """True for an order whose stages ahead, each taking its budget from `at`, would end
@@ -981,8 +1005,8 @@ def _project(
     if resume is not None and resume.fits(history, now):
         folds, done = resume.folds, len(resume.events)
         last_ticket_state, last_at = resume.last_ticket_state, resume.last_at
-        for fold in folds:
-            fold.history, fold.skip, fold.records = history, skip, ()
+        for fold in folds:  # (their records were handed on and cleared last time)
+            fold.history, fold.skip = history, skip
     else:
         fresh = _new_folds(request, policy, cals, skip, rules)
         if fresh is None:
@@ -1010,6 +1034,7 @@ def _project(
     for fold in folds:
         if fold.records:
             records.extend(fold.records)
+            fold.records = ()  # not kept alive by the checkpoint
         if fold.dead:
             assert fold.final is not None
             snapshots.append(fold.final)
