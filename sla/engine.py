@@ -11,7 +11,7 @@ rung and every transition is published once.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import lru_cache
@@ -29,11 +29,13 @@ from greenlane.sla.records import (
     stable_id,
 )
 from greenlane.sla.state import (
+    _TYPE_RANK,
     AccountState,
     HistoryEvent,
     RequestInfo,
     RequestState,
     SlaSnapshot,
+    request_key,
 )
 from greenlane.streams.events import (
     AccountUpserted,
@@ -66,6 +68,28 @@ class Step:
     republish: tuple[Record, ...] = ()
     """On a redelivery (the same message read again after a crash): what that message first
     produced, to publish again, since a crash may have lost it after the state was saved."""
+
+
+@fast_init
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What `Tracker.apply` returns for one event, but its state (see `Batch`)."""
+
+    records: tuple[Record, ...] = ()
+    duplicate: bool = False
+    republish: tuple[Record, ...] = ()
+
+
+@fast_init
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """The outcome of applying several events of one request (`Tracker.apply_many`)."""
+
+    state: RequestState
+    """The state after the last event."""
+    outcomes: tuple[Outcome, ...]
+    """Per event, in order: the records, duplicate flag and records to publish again that
+    `Tracker.apply` gives when the events are applied one by one with the same clock."""
 
 
 @fast_init
@@ -1129,6 +1153,173 @@ class Tracker:
         delivered = None if delivery is None else (event.event_id, delivery)
         return self._advance(state, now, delivered, (info, version, history))
 
+    def apply_many(
+        self,
+        state: RequestState | None,
+        events: Sequence[Event],
+        account: AccountState | None,
+        now: datetime,
+        lookup: AccountLookup | None = None,
+        deliveries: Sequence[str | None] | None = None,
+    ) -> Batch:
+        """Fold several events of one request, in this order, as `apply` does one by one
+        with the same `now` (and `account`, `lookup`), and the same `deliveries[i]` for
+        `events[i]`: the same records, duplicates and republished records per event, and the
+        same final state.
+
+        Quicker when the events come in order and the request's folds are kept: the states
+        between the events are not built (nor the snapshots and wake-ups they hold). Other
+        events (a duplicate, one sorting earlier, one after `now`, a replan, a request
+        without folds yet) go through `apply` itself. An error leaves the request's kept
+        folds out (as `apply` does); the caller's state is untouched.
+        """
+        if deliveries is not None and len(deliveries) != len(events):
+            raise ValueError("one delivery (or None) per event")
+        outcomes: list[Outcome] = []
+        run: _Run | None = None  # events folded on the quick path since the last state
+        for n, event in enumerate(events):
+            delivery = None if deliveries is None else deliveries[n]
+            if run is not None and not run.takes(event, now):
+                state = self._finish_run(run, now)
+                run = None
+            if run is None:
+                if state is not None:
+                    run = self._start_run(state, event, now)
+                else:
+                    run = self._start_new_run(event, account, now, lookup)
+            if run is None:
+                step = self.apply(state, event, account, now, lookup, delivery)
+                state = step.state
+                outcomes.append(Outcome(step.records, step.duplicate, step.republish))
+                continue
+            outcomes.append(Outcome(self._run_event(run, event, delivery, now)))
+        if run is not None:
+            state = self._finish_run(run, now)
+        if state is None:
+            raise ValueError("apply_many needs a state or at least one event")
+        return Batch(state, tuple(outcomes))
+
+    def _start_run(self, state: RequestState, event: Event, now: datetime) -> _Run | None:
+        """A quick run from `state` for `event`, or None when `apply` must take it: the
+        request's folds must be kept, cover its whole history and fit `now`."""
+        if (
+            self.max_checkpoints <= 0
+            or state.info is None
+            or state.policy_version != self.policy.version
+        ):
+            return None
+        key = state.key
+        checkpoint = self._checkpoints.get(key)
+        history = state.history
+        if (
+            checkpoint is None
+            or len(checkpoint.events) != len(history)
+            or not checkpoint.fits(history, now)
+        ):
+            return None
+        run = _Run(key, checkpoint, state)
+        if not run.takes(event, now):
+            return None
+        del self._checkpoints[key]  # taken out while in use, as `_project` does
+        return run
+
+    def _start_new_run(
+        self,
+        event: Event,
+        account: AccountState | None,
+        now: datetime,
+        lookup: AccountLookup | None,
+    ) -> _Run | None:
+        """A quick run for a request's first event when it creates the request (with an
+        SLA, at or before `now`, no folds kept for it), or None."""
+        request_id = event.request_id
+        if (
+            self.max_checkpoints <= 0
+            or request_id is None
+            or event.event_time > now
+            or not event.event_type.endswith(".created")
+        ):
+            return None
+        key = request_key(event.account_id, request_id)
+        if key in self._checkpoints:
+            return None
+        info = request_info(event, account, self.policy, lookup)
+        first = to_history_event(event)
+        request = (event.account_id, request_id, info, (first,))
+        folds = _new_folds(request, self.policy, self.calendars, frozenset(), self._rules)
+        if folds is None:
+            return None
+        state = RequestState(event.account_id, request_id, info, self.policy.version)
+        run = _Run(key, FoldCheckpoint((), None, folds, None), state)
+        run.first = first
+        return run
+
+    def _run_event(
+        self, run: _Run, event: Event, delivery: str | None, now: datetime
+    ) -> tuple[Record, ...]:
+        """Fold one more event on the quick path; its records, as `apply` gives them."""
+        ev, run.first = run.first or to_history_event(event), None
+        history = run.history = (*run.history, ev)
+        checkpoint, skip = run.checkpoint, run.emitted
+        sigs, checkpoint.last_ticket_state = _signals_of(ev, checkpoint.last_ticket_state)
+        folds = checkpoint.folds
+        for fold in folds:
+            fold.history, fold.skip = history, skip
+            if not fold.dead:
+                fold.advance(ev.at)
+                fold.apply(ev, sigs)
+        checkpoint.events, checkpoint.last_at = history, ev.at
+        records: list[Record] = []
+        for fold in folds:  # as `_project` does after the events, but the standing
+            if fold.records:
+                records.extend(fold.records)
+                fold.records = ()
+            if not fold.dead and fold.fires_by(now):
+                twin = fold.fork()
+                twin.advance(now)
+                records.extend(twin.records)
+        new = tuple(records)
+        new_ids = {r.record_id for r in new} if new else set()
+        if delivery is not None:
+            produced = (event.event_id, delivery, tuple(sorted(new_ids)))
+            run.deliveries = (*run.deliveries[-(RECENT_DELIVERIES - 1) :], produced)
+        if new_ids:
+            run.emitted = run.emitted | new_ids
+        return fold_rungs(new)
+
+    def _finish_run(self, run: _Run, now: datetime) -> RequestState:
+        """The state a quick run has come to (as `apply` builds it), its folds kept again."""
+        checkpoint = run.checkpoint
+        snapshots: list[SlaSnapshot] = []
+        wakeups: list[datetime] = []
+        for fold in checkpoint.folds:
+            if fold.dead:
+                assert fold.final is not None
+                snapshots.append(fold.final)
+                continue
+            if fold.fires_by(now):
+                fold = fold.fork()
+                fold.advance(now)
+            snapshot, wakeup = fold.standing(now)
+            snapshots.append(snapshot)
+            if wakeup is not None:
+                wakeups.append(wakeup)
+        self._checkpoints[run.key] = checkpoint
+        if len(self._checkpoints) > self.max_checkpoints:
+            self._checkpoints.popitem(last=False)
+        state = run.state
+        return RequestState(
+            state.account_id,
+            state.request_id,
+            state.info,
+            state.policy_version,
+            run.history,
+            run.emitted,
+            tuple(snapshots),
+            min(wakeups) if wakeups else None,
+            run.deliveries,
+        )
+
     def _redelivered(
         self, state: RequestState, event_id: str, delivery: str | None, now: datetime
     ) -> tuple[Record, ...]:
@@ -1250,6 +1441,42 @@ class Tracker:
                 )
             )
         return tuple(out)
+
+
+class _Run:
+    """`Tracker.apply_many`'s quick path: a request's folds moved on event by event, and
+    what its next state is made of."""
+
+    __slots__ = ("checkpoint", "deliveries", "emitted", "first", "history", "key", "state")
+
+    def __init__(self, key: str, checkpoint: FoldCheckpoint, state: RequestState) -> None:
+        self.key = key
+        self.checkpoint = checkpoint
+        self.state = state  # the state the run started from (ids, info, version)
+        self.history = state.history
+        self.emitted = state.emitted
+        self.deliveries = state.deliveries
+        self.first: HistoryEvent | None = None  # the first event, made already
+
+    def takes(self, event: Event, now: datetime) -> bool:
+        """True when `event` can be folded on the quick path: new, stamped at or before
+        `now`, and sorting after every event so far (as `apply` would append it)."""
+        at = event.event_time
+        if at > now:
+            return False
+        event_id = event.event_id
+        for e in self.history:
+            if e.event_id == event_id:
+                return False  # a duplicate: `apply` says what to publish again
+        if self.history:
+            last = self.history[-1]
+            if not last.at < at and last.sort_key > (
+                at,
+                _TYPE_RANK.get(event.event_type, 1),
+                event_id,
+            ):
+                return False
+        return True
 
 
 def fold_rungs(records: tuple[Record, ...]) -> tuple[Record, ...]:
