@@ -1137,6 +1137,15 @@ class Tracker:
             deterministic, so consumers drop what did arrive).
         """
         assert event.request_id is not None
+        # The usual case (an event in order for a request whose folds are kept, or one that
+        # creates a request) goes the way `apply_many` goes; the rest below.
+        if state is not None:
+            run = self._start_run(state, event, now)
+        else:
+            run = self._start_new_run(event, account, now, lookup)
+        if run is not None:
+            records = self._run_event(run, event, delivery, now, last=True)
+            return Step(self._finish_run(run, now), records)
         if state is None:
             state = RequestState(account_id=event.account_id, request_id=event.request_id)
         if state.seen(event.event_id):
@@ -1192,7 +1201,8 @@ class Tracker:
                 state = step.state
                 outcomes.append(Outcome(step.records, step.duplicate, step.republish))
                 continue
-            outcomes.append(Outcome(self._run_event(run, event, delivery, now)))
+            last = n == len(events) - 1
+            outcomes.append(Outcome(self._run_event(run, event, delivery, now, last)))
         if run is not None:
             state = self._finish_run(run, now)
         if state is None:
@@ -1255,9 +1265,12 @@ class Tracker:
         return run
 
     def _run_event(
-        self, run: _Run, event: Event, delivery: str | None, now: datetime
+        self, run: _Run, event: Event, delivery: str | None, now: datetime, last: bool = False
     ) -> tuple[Record, ...]:
-        """Fold one more event on the quick path; its records, as `apply` gives them."""
+        """Fold one more event on the quick path; its records, as `apply` gives them.
+
+        :param last: the run ends with it: where the folds stand at `now` is worked out in
+            the same pass (for `_finish_run`)."""
         ev, run.first = run.first or to_history_event(event), None
         history = run.history = (*run.history, ev)
         checkpoint, skip = run.checkpoint, run.emitted
@@ -1270,14 +1283,27 @@ class Tracker:
                 fold.apply(ev, sigs)
         checkpoint.events, checkpoint.last_at = history, ev.at
         records: list[Record] = []
-        for fold in folds:  # as `_project` does after the events, but the standing
+        snapshots: list[SlaSnapshot] = []
+        wakeups: list[datetime] = []
+        for fold in folds:  # as `_project` does after the events
             if fold.records:
                 records.extend(fold.records)
                 fold.records = ()
-            if not fold.dead and fold.fires_by(now):
-                twin = fold.fork()
-                twin.advance(now)
-                records.extend(twin.records)
+            if fold.dead:
+                if last:
+                    assert fold.final is not None
+                    snapshots.append(fold.final)
+                continue
+            if fold.fires_by(now):
+                fold = fold.fork()
+                fold.advance(now)
+                records.extend(fold.records)
+            if last:
+                snapshot, wakeup = fold.standing(now)
+                snapshots.append(snapshot)
+                if wakeup is not None:
+                    wakeups.append(wakeup)
+        run.standing = (tuple(snapshots), min(wakeups) if wakeups else None) if last else None
         new = tuple(records)
         new_ids = {r.record_id for r in new} if new else set()
         if delivery is not None:
@@ -1290,20 +1316,22 @@ class Tracker:
     def _finish_run(self, run: _Run, now: datetime) -> RequestState:
         """The state a quick run has come to (as `apply` builds it), its folds kept again."""
         checkpoint = run.checkpoint
-        snapshots: list[SlaSnapshot] = []
-        wakeups: list[datetime] = []
-        for fold in checkpoint.folds:
-            if fold.dead:
-                assert fold.final is not None
-                snapshots.append(fold.final)
-                continue
-            if fold.fires_by(now):
-                fold = fold.fork()
-                fold.advance(now)
-            snapshot, wakeup = fold.standing(now)
-            snapshots.append(snapshot)
-            if wakeup is not None:
-                wakeups.append(wakeup)
+        if run.standing is None:
+            snapshots: list[SlaSnapshot] = []
+            wakeups: list[datetime] = []
+            for fold in checkpoint.folds:
+                if fold.dead:
+                    assert fold.final is not None
+                    snapshots.append(fold.final)
+                    continue
+                if fold.fires_by(now):
+                    fold = fold.fork()
+                    fold.advance(now)
+                snapshot, wakeup = fold.standing(now)
+                snapshots.append(snapshot)
+                if wakeup is not None:
+                    wakeups.append(wakeup)
+            run.standing = (tuple(snapshots), min(wakeups) if wakeups else None)
         self._checkpoints[run.key] = checkpoint
         if len(self._checkpoints) > self.max_checkpoints:
             self._checkpoints.popitem(last=False)
@@ -1315,8 +1343,7 @@ class Tracker:
             state.policy_version,
             run.history,
             run.emitted,
-            tuple(snapshots),
-            min(wakeups) if wakeups else None,
+            *run.standing,
             run.deliveries,
         )
 
@@ -1447,7 +1474,16 @@ class _Run:
     """`Tracker.apply_many`'s quick path: a request's folds moved on event by event, and
     what its next state is made of."""
 
-    __slots__ = ("checkpoint", "deliveries", "emitted", "first", "history", "key", "state")
+    __slots__ = (
+        "checkpoint",
+        "deliveries",
+        "emitted",
+        "first",
+        "history",
+        "key",
+        "standing",
+        "state",
+    )
 
     def __init__(self, key: str, checkpoint: FoldCheckpoint, state: RequestState) -> None:
         self.key = key
@@ -1457,6 +1493,8 @@ class _Run:
         self.emitted = state.emitted
         self.deliveries = state.deliveries
         self.first: HistoryEvent | None = None  # the first event, made already
+        # Snapshots and next wake-up after the last event, when worked out with it.
+        self.standing: tuple[tuple[SlaSnapshot, ...], datetime | None] | None = None
 
     def takes(self, event: Event, now: datetime) -> bool:
         """True when `event` can be folded on the quick path: new, stamped at or before
