@@ -11,21 +11,31 @@ rung and every transition is published once.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import lru_cache
 
 from greenlane.sla.accounts import AccountLookup, resolve_tier
 from greenlane.sla.calendar import BusinessCalendar
+from greenlane.sla.fastinit import fast_init
 from greenlane.sla.policy import Budgets, Policy, Rung, SlaDefinition, Span, Target
-from greenlane.sla.records import Attribution, Escalation, Record, SlaChange, stable_id
+from greenlane.sla.records import (
+    Attribution,
+    Escalation,
+    Record,
+    SlaChange,
+    change_record_id,
+    stable_id,
+)
 from greenlane.sla.state import (
+    _TYPE_RANK,
     AccountState,
     HistoryEvent,
     RequestInfo,
     RequestState,
     SlaSnapshot,
+    request_key,
 )
 from greenlane.streams.events import (
     AccountUpserted,
@@ -48,6 +58,7 @@ TICK = "tick"  # the event id under which a tick's delivery is remembered (`Trac
 DEFAULT_CHECKPOINTS = 20_000
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Step:
     """The outcome of applying one event or one tick: new state and records to publish."""
@@ -60,6 +71,29 @@ class Step:
     produced, to publish again, since a crash may have lost it after the state was saved."""
 
 
+@fast_init
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What `Tracker.apply` returns for one event, but its state (see `Batch`)."""
+
+    records: tuple[Record, ...] = ()
+    duplicate: bool = False
+    republish: tuple[Record, ...] = ()
+
+
+@fast_init
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """The outcome of applying several events of one request (`Tracker.apply_many`)."""
+
+    state: RequestState
+    """The state after the last event."""
+    outcomes: tuple[Outcome, ...]
+    """Per event, in order: the records, duplicate flag and records to publish again that
+    `Tracker.apply` gives when the events are applied one by one with the same clock."""
+
+
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Projection:
     """Everything derived from one request's history at one instant."""
@@ -93,7 +127,8 @@ def request_info(
     tier it inherits (see `greenlane.sla.accounts`)."""
     tier, source = resolve_tier(account, lookup, policy.default_tier)
     data = event.data
-    if isinstance(data, OrderCreated):
+    # The exact type first: a pydantic model's isinstance check is slow.
+    if type(data) is not TicketCreated and isinstance(data, OrderCreated):
         return RequestInfo(
             kind="order",
             service=data.service,
@@ -103,7 +138,7 @@ def request_info(
             region=data.region or (account.region if account else None),
             promised_at=data.promised_at,
         )
-    assert isinstance(data, TicketCreated)
+    assert type(data) is TicketCreated or isinstance(data, TicketCreated)
     return RequestInfo(
         kind="ticket",
         service=data.service or f"ticket.{data.category}",
@@ -167,11 +202,41 @@ def signals(history: Iterable[HistoryEvent]) -> list[tuple[HistoryEvent, frozens
     return out
 
 
+# The conditions of an event by what decides them (`_signals_of`): few distinct values.
+_SignalsKey = tuple[str, str | None, str | None, str | None, str | None, bool]
+_SIGNALS: dict[_SignalsKey, frozenset[str]] = {}
+MAX_SIGNALS = 4096
+
+
 def _signals_of(
     ev: HistoryEvent, last_ticket_state: str | None
 ) -> tuple[frozenset[str], str | None]:
     """The conditions one event satisfies, given the ticket state before it; and the ticket
-    state after it."""
+    state after it (memoised: every event of every request asks)."""
+    state = ev.state
+    key = (
+        ev.event_type,
+        state,
+        ev.milestone,
+        ev.stage,
+        ev.status,
+        last_ticket_state in _CLOSED_TICKET_STATES,
+    )
+    found = _SIGNALS.get(key)
+    if found is None:
+        found = _signals_uncached(ev, last_ticket_state)[0]
+        if len(_SIGNALS) >= MAX_SIGNALS:
+            _SIGNALS.clear()
+        _SIGNALS[key] = found
+    if state is not None and ev.event_type == "ticket.state_changed":
+        last_ticket_state = state
+    return found, last_ticket_state
+
+
+def _signals_uncached(
+    ev: HistoryEvent, last_ticket_state: str | None
+) -> tuple[frozenset[str], str | None]:
+    """`_signals_of`, worked out."""
     found: set[str] = set()
     if ev.event_type.endswith(".created"):
         found.add("created")
@@ -239,11 +304,13 @@ class _Clock:
     cycle: int = 1
     held_since: datetime | None = None
     held_s: int = 0  # business seconds in `held`: the operator's own shortfall, not a pause
-    fired: set[tuple[int, int]] = field(default_factory=set)  # (rung, repeat)
+    # (rung, repeat); immutable, so that a copy shares it and a clock that never fires a rung
+    # holds no set of its own
+    fired: frozenset[tuple[int, int]] = frozenset()
     kind_counts: dict[str, int] = field(default_factory=dict)
 
     def copy(self) -> _Clock:
-        """An independent copy (the set and the dict are copied too)."""
+        """An independent copy (the dict is copied too; `fired` is immutable)."""
         return _Clock(
             self.status,
             self.started_at,
@@ -257,7 +324,7 @@ class _Clock:
             self.cycle,
             self.held_since,
             self.held_s,
-            set(self.fired),
+            self.fired,
             dict(self.kind_counts),
         )
 
@@ -320,6 +387,33 @@ class _TargetRules:
 class _TargetFold:
     """Folds one target of one request through its history up to `until`."""
 
+    __slots__ = (
+        "_horizon",
+        "_horizon_known",
+        "_orders",
+        "_plan",
+        "_plan_budget",
+        "_risk_at",
+        "_risk_known",
+        "_risk_line",
+        "_risk_s",
+        "account_id",
+        "budget",
+        "c",
+        "cal",
+        "dead",
+        "final",
+        "history",
+        "info",
+        "records",
+        "request_id",
+        "rules",
+        "skip",
+        "sla_id",
+        "span",
+        "target",
+    )
+
     def __init__(
         self, request: _Request, rules: _TargetRules, skip: frozenset[str] = frozenset()
     ) -> None:
@@ -340,27 +434,41 @@ class _TargetFold:
         self._plan_budget = self.budget
         self.sla_id = f"{self.account_id}/{self.request_id}/{target.name}"
         self.c = _Clock()
-        self.records: list[Record] = []
+        self.records: tuple[Record, ...] = ()  # this call's (a tuple: most calls make none)
         # The instant of the next rung or breach while the clock runs (None: nothing left),
         # kept until the clock changes: most events and ticks come before it, and then
         # time passing has nothing to do.
         self._horizon: datetime | None = None
         self._horizon_known = False
+        # The instant the running clock reaches the at-risk share (kept like the horizon).
+        self._risk_at: datetime | None = None
+        self._risk_s = 0
+        self._risk_line = 0.0
+        self._risk_known = False
+        self._orders = info.kind == "order"  # only orders predict (stages ahead)
+        # Ended for good (cancelled, or met/stopped with no reopen condition): no event and
+        # no time can change it or make it publish again, so folding skips it and its
+        # snapshot is `final`.
+        self.dead = False
+        self.final: SlaSnapshot | None = None
 
     def fork(self) -> _TargetFold:
         """A copy that can move on without changing this fold (records start empty)."""
         # Attribute for attribute, without copy.copy's generic protocol: this runs per event.
         twin = object.__new__(_TargetFold)
-        twin.__dict__.update(self.__dict__)
+        for name in _TargetFold.__slots__:
+            setattr(twin, name, getattr(self, name))
         twin.c = self.c.copy()
-        twin.records = []
+        twin.records = ()
         return twin
 
     # -- derived instants -------------------------------------------------------------
     def _instant_at(self, business_s: int) -> datetime:
         """When the running clock reaches `business_s` elapsed."""
-        assert self.c.mark is not None
-        return self.cal.add(self.c.mark, max(0, business_s - self.c.elapsed))
+        c = self.c
+        assert c.mark is not None
+        left = business_s - c.elapsed
+        return self.cal.add(c.mark, left if left > 0 else 0)
 
     def _due(self) -> datetime:
         """The instant the budget runs out; once breached, that instant stays put."""
@@ -408,44 +516,59 @@ class _TargetFold:
         reason: str | None = None,
         attribution: tuple[Attribution, ...] | None = None,
     ) -> None:
-        self._horizon_known = False  # every transition may move the clock's next firing
-        n = self.c.kind_counts.get(kind, 0)
-        self.c.kind_counts[kind] = n + 1
-        change_id = stable_id(self.sla_id, kind, n)
+        # Every transition may move the clock's next firing and its at-risk instant.
+        self._horizon_known = self._risk_known = False
+        c = self.c
+        counts = c.kind_counts
+        n = counts.get(kind, 0)
+        counts[kind] = n + 1
+        # Derived once per change (a memo would only keep it): `stable_id(sla_id, kind, n)`.
+        change_id = change_record_id(self.sla_id, kind, n)
         if change_id in self.skip:
             return
-        self.records.append(
+        cal = self.cal
+        elapsed = c.elapsed
+        if c.status == "running" and c.mark is not None:  # `_elapsed_at(at)`
+            elapsed += cal.between(c.mark, at)
+        held = c.held_s
+        if c.held_since is not None:  # `_open_held(at)`
+            held += cal.between(c.held_since, at)
+        info = self.info
+        self.records += (
             SlaChange(
                 change_id=change_id,
                 sla_id=self.sla_id,
-                cycle=self.c.cycle,
+                cycle=c.cycle,
                 account_id=self.account_id,
                 request_id=self.request_id,
                 target=self.target.name,
                 kind=kind,  # type: ignore[arg-type]
                 at=at,
                 due_at=due,
-                tier=self.info.tier,
+                tier=info.tier,
                 policy_version=self.rules.policy.version,
-                service=self.info.service,
-                elapsed_s=self._elapsed_at(at),
-                paused_s=self.c.paused_s,
-                held_s=self.c.held_s + self._open_held(at),
+                service=info.service,
+                elapsed_s=elapsed,
+                paused_s=c.paused_s,
+                held_s=held,
                 reason=reason,
                 attribution=attribution,
-            )
+            ),
         )
 
     def _skips(self, kind: str) -> bool:
         """True when the next `kind` change of this SLA is already published."""
-        return stable_id(self.sla_id, kind, self.c.kind_counts.get(kind, 0)) in self.skip
+        return change_record_id(self.sla_id, kind, self.c.kind_counts.get(kind, 0)) in self.skip
 
     # -- time passing -----------------------------------------------------------------
     def advance(self, t: datetime) -> None:
         """Fire the rungs and the breach that come due up to `t` while the clock runs."""
-        if not self.fires_by(t):
+        if self.c.status != "running":
             return
-        self._horizon_known = False
+        horizon = self._horizon if self._horizon_known else self._next_firing()
+        if horizon is None or horizon > t:
+            return
+        self._horizon_known = self._risk_known = False
         # Only points the clock has reached by `t` can fire: measure once, convert only those.
         reached = self._elapsed_at(t)
         points = [p for p in self._rung_points() if p[0] <= reached]
@@ -457,7 +580,7 @@ class _TargetFold:
                 # needed than to mark it (a worker catching up passes many such points).
                 escalation_id = self._escalation_id(rung, repeat)
                 if escalation_id in self.skip:
-                    self.c.fired.add((rung, repeat))
+                    self.c.fired = self.c.fired | {(rung, repeat)}
                     continue
             at = self._instant_at(business_s)
             if at > t:
@@ -468,11 +591,11 @@ class _TargetFold:
                 attribution = () if self._skips("breached") else self._attribution(at)
                 self._change("breached", at, due=at, attribution=attribution)
             else:
-                self.c.fired.add((rung, repeat))
+                self.c.fired = self.c.fired | {(rung, repeat)}
                 escalation_id = self._escalation_id(rung, repeat)
                 if escalation_id in self.skip:
                     continue
-                self.records.append(
+                self.records += (
                     Escalation(
                         escalation_id=escalation_id,
                         sla_id=self.sla_id,
@@ -487,7 +610,7 @@ class _TargetFold:
                         service=self.info.service,
                         policy_version=self.rules.policy.version,
                         repeat=repeat,
-                    )
+                    ),
                 )
 
     def _escalation_id(self, rung: int, repeat: int) -> str:
@@ -512,7 +635,8 @@ class _TargetFold:
     # -- conditions -------------------------------------------------------------------
     def apply(self, ev: HistoryEvent, sigs: frozenset[str]) -> None:
         """Apply the conditions one event satisfies (cancel, then stop, pause, resume, start)."""
-        self._measure_held(ev, sigs)
+        if ev.state is not None:  # only a state change moves in or out of `held`
+            self._measure_held(ev, sigs)
         tgt, c, t = self.target, self.c, ev.at
         if c.status == "idle":
             if sigs & self.rules.on_start:
@@ -527,10 +651,13 @@ class _TargetFold:
                 self._settle(t)
                 c.status = "cancelled"
                 self._change("cancelled", t, due=None, reason=ev.reason)
+                self._die()
             elif sigs & self.rules.on_stop:
                 self._settle(t)
                 c.status, c.stopped_at = ("stopped" if c.breached else "met"), t
                 self._change(c.status, t, due=None)
+                if not self.rules.on_reopen:
+                    self._die()
             elif c.status == "running" and sigs & self.rules.on_pause:
                 due = self._due()
                 self._settle(t)
@@ -548,7 +675,7 @@ class _TargetFold:
                 # outcome (met stays met).
                 c.cycle += 1
                 c.elapsed = c.paused_s = c.held_s = 0
-                c.fired, c.breached, c.breached_at = set(), False, None
+                c.fired, c.breached, c.breached_at = frozenset(), False, None
                 if self.span.in_working_days:
                     due = self.cal.add_working_days(t, self.span.working_days, tgt.day_mode)
                     self.budget = self.cal.between(t, due)
@@ -558,6 +685,15 @@ class _TargetFold:
             c.status, c.mark = "running", t
             self._change("reopened", t, due=self._due())
 
+    def _die(self) -> None:
+        """Mark an ended target whose standing can no longer change (see `dead`).
+
+        What is left unfolded after this (held time, counts) is read only by records, and
+        it makes no more records."""
+        c = self.c
+        self.dead = True
+        self.final = _snapshot(self.target.name, c.status, False, c.breached)
+
     def _open_held(self, at: datetime) -> int:
         since = self.c.held_since
         return self.cal.between(since, at) if since is not None else 0
@@ -565,9 +701,7 @@ class _TargetFold:
     def _measure_held(self, ev: HistoryEvent, sigs: frozenset[str]) -> None:
         """`held` keeps the clock running (TM Forum: the operator's shortfall); a sub-timer
         measures it, so an auditor sees how much of the time went on it."""
-        c = self.c
-        if ev.state is None:  # only a state change moves in or out of `held`
-            return
+        c = self.c  # (asked for state changes only)
         if c.held_since is not None:
             c.held_s += self.cal.between(c.held_since, ev.at)
             c.held_since = None
@@ -603,26 +737,54 @@ class _TargetFold:
         at-risk point or a late prediction comes first. One pass for both, so the elapsed
         time and the prediction at `until` are worked out once.
         """
-        c, name = self.c, self.target.name
+        c = self.c
+        if c.status == "running" and not c.breached and not self._orders:
+            # The usual case, in short: a ticket's clock running short of its breach.
+            wakeup = self._horizon if self._horizon_known else self._next_firing()
+            assert c.mark is not None
+            elapsed = c.elapsed + self.cal.between(c.mark, until)
+            if not self._risk_known:
+                self._know_risk()
+            if self._risk_s > elapsed:
+                at_risk_at = self._risk_at
+                assert at_risk_at is not None  # elapsed is never below the banked c.elapsed
+                wakeup = at_risk_at if wakeup is None else min(wakeup, at_risk_at)
+            at_risk_now = elapsed >= self._risk_line
+            return _snapshot(self.target.name, "running", at_risk_now, False, False), wakeup
+        name = self.target.name
         if c.status == "paused":
             status = "breached" if c.breached else "paused"
             at_risk = not c.breached and c.elapsed >= self.rules.at_risk_fraction * self.budget
             return _snapshot(name, status, at_risk, c.breached), None
         if c.status != "running":
             return _snapshot(name, c.status, False, c.breached), None
-        wakeup = self._next_firing()
+        wakeup = self._horizon if self._horizon_known else self._next_firing()
         if c.breached:
             return _snapshot(name, "breached", False, True), wakeup
-        elapsed = self._elapsed_at(until)
-        predicted = self._predicts_late(until)
-        at_risk_s = round(self.rules.at_risk_fraction * self.budget)
-        if at_risk_s > elapsed:
-            at_risk_at = self._instant_at(at_risk_s)
+        assert c.mark is not None
+        elapsed = c.elapsed + self.cal.between(c.mark, until)
+        orders = self._orders
+        predicted = orders and self._predicts_late(until)
+        if not self._risk_known:
+            self._know_risk()
+        at_risk_line = self._risk_line
+        if self._risk_s > elapsed:
+            at_risk_at = self._risk_at
+            assert at_risk_at is not None  # elapsed is never below the banked c.elapsed
             wakeup = at_risk_at if wakeup is None else min(wakeup, at_risk_at)
-        if wakeup is not None and not predicted and self._predicts_late(wakeup):
+        if orders and wakeup is not None and not predicted and self._predicts_late(wakeup):
             wakeup = self._prediction_turns_late(until, wakeup)
-        at_risk_now = elapsed >= self.rules.at_risk_fraction * self.budget
+        at_risk_now = elapsed >= at_risk_line
         return _snapshot(name, "running", at_risk_now or predicted, False, predicted), wakeup
+
+    def _know_risk(self) -> None:
+        """The at-risk share of the budget, and the instant the running clock reaches it:
+        fixed until the clock changes (kept like the next firing)."""
+        c = self.c
+        self._risk_line = line = self.rules.at_risk_fraction * self.budget
+        self._risk_s = at_risk_s = round(line)
+        self._risk_at = self._instant_at(at_risk_s) if at_risk_s > c.elapsed else None
+        self._risk_known = True
 
     def _predicts_late(self, at: datetime) -> bool:
         """True for an order whose stages ahead, each taking its budget from `at`, would end
@@ -868,8 +1030,8 @@ def _project(
     if resume is not None and resume.fits(history, now):
         folds, done = resume.folds, len(resume.events)
         last_ticket_state, last_at = resume.last_ticket_state, resume.last_at
-        for fold in folds:
-            fold.history, fold.skip, fold.records = history, skip, []
+        for fold in folds:  # (their records were handed on and cleared last time)
+            fold.history, fold.skip = history, skip
     else:
         fresh = _new_folds(request, policy, cals, skip, rules)
         if fresh is None:
@@ -880,15 +1042,28 @@ def _project(
         ev = history[done]
         sigs, last_ticket_state = _signals_of(ev, last_ticket_state)
         for fold in folds:
-            fold.advance(ev.at)
-            fold.apply(ev, sigs)
+            if not fold.dead:
+                fold.advance(ev.at)
+                fold.apply(ev, sigs)
         done, last_at = done + 1, ev.at
-    checkpoint = FoldCheckpoint(history[:done], last_at, folds, last_ticket_state)
+    if resume is not None and folds is resume.folds:
+        # Taken out of the tracker's keeping (see `Tracker._project`): moved on in place.
+        checkpoint = resume
+        checkpoint.events, checkpoint.last_at = history[:done], last_at
+        checkpoint.last_ticket_state = last_ticket_state
+    else:
+        checkpoint = FoldCheckpoint(history[:done], last_at, folds, last_ticket_state)
     records: list[Record] = []
     snapshots: list[SlaSnapshot] = []
-    wakeups = [e.at for e in history[done:]]
+    wakeups = [e.at for e in history[done:]] if done < len(history) else []
     for fold in folds:
-        records.extend(fold.records)
+        if fold.records:
+            records.extend(fold.records)
+            fold.records = ()  # not kept alive by the checkpoint
+        if fold.dead:
+            assert fold.final is not None
+            snapshots.append(fold.final)
+            continue
         # Time passing up to `now` happens on a copy, so the checkpoint stays at the last
         # event; a fold that time leaves as it is needs no copy.
         if fold.fires_by(until):
@@ -963,6 +1138,15 @@ class Tracker:
             deterministic, so consumers drop what did arrive).
         """
         assert event.request_id is not None
+        # The usual case (an event in order for a request whose folds are kept, or one that
+        # creates a request) goes the way `apply_many` goes; the rest below.
+        if state is not None:
+            run = self._start_run(state, event, now)
+        else:
+            run = self._start_new_run(event, account, now, lookup)
+        if run is not None:
+            records = self._run_event(run, event, delivery, now, last=True)
+            return Step(self._finish_run(run, now), records)
         if state is None:
             state = RequestState(account_id=event.account_id, request_id=event.request_id)
         if state.seen(event.event_id):
@@ -978,6 +1162,191 @@ class Tracker:
         history = state.history_with(to_history_event(event))
         delivered = None if delivery is None else (event.event_id, delivery)
         return self._advance(state, now, delivered, (info, version, history))
+
+    def apply_many(
+        self,
+        state: RequestState | None,
+        events: Sequence[Event],
+        account: AccountState | None,
+        now: datetime,
+        lookup: AccountLookup | None = None,
+        deliveries: Sequence[str | None] | None = None,
+    ) -> Batch:
+        """Fold several events of one request, in this order, as `apply` does one by one
+        with the same `now` (and `account`, `lookup`), and the same `deliveries[i]` for
+        `events[i]`: the same records, duplicates and republished records per event, and the
+        same final state.
+
+        Quicker when the events come in order and the request's folds are kept: the states
+        between the events are not built (nor the snapshots and wake-ups they hold). Other
+        events (a duplicate, one sorting earlier, one after `now`, a replan, a request
+        without folds yet) go through `apply` itself. An error leaves the request's kept
+        folds out (as `apply` does); the caller's state is untouched.
+        """
+        if deliveries is not None and len(deliveries) != len(events):
+            raise ValueError("one delivery (or None) per event")
+        outcomes: list[Outcome] = []
+        run: _Run | None = None  # events folded on the quick path since the last state
+        for n, event in enumerate(events):
+            delivery = None if deliveries is None else deliveries[n]
+            if run is not None and not run.takes(event, now):
+                state = self._finish_run(run, now)
+                run = None
+            if run is None:
+                if state is not None:
+                    run = self._start_run(state, event, now)
+                else:
+                    run = self._start_new_run(event, account, now, lookup)
+            if run is None:
+                step = self.apply(state, event, account, now, lookup, delivery)
+                state = step.state
+                outcomes.append(Outcome(step.records, step.duplicate, step.republish))
+                continue
+            last = n == len(events) - 1
+            outcomes.append(Outcome(self._run_event(run, event, delivery, now, last)))
+        if run is not None:
+            state = self._finish_run(run, now)
+        if state is None:
+            raise ValueError("apply_many needs a state or at least one event")
+        return Batch(state, tuple(outcomes))
+
+    def _start_run(self, state: RequestState, event: Event, now: datetime) -> _Run | None:
+        """A quick run from `state` for `event`, or None when `apply` must take it: the
+        request's folds must be kept, cover its whole history and fit `now`."""
+        if (
+            self.max_checkpoints <= 0
+            or state.info is None
+            or state.policy_version != self.policy.version
+        ):
+            return None
+        key = state.key
+        checkpoint = self._checkpoints.get(key)
+        history = state.history
+        if (
+            checkpoint is None
+            or len(checkpoint.events) != len(history)
+            or not checkpoint.fits(history, now)
+        ):
+            return None
+        run = _Run(key, checkpoint, state)
+        if not run.takes(event, now):
+            return None
+        del self._checkpoints[key]  # taken out while in use, as `_project` does
+        return run
+
+    def _start_new_run(
+        self,
+        event: Event,
+        account: AccountState | None,
+        now: datetime,
+        lookup: AccountLookup | None,
+    ) -> _Run | None:
+        """A quick run for a request's first event when it creates the request (with an
+        SLA, at or before `now`, no folds kept for it), or None."""
+        request_id = event.request_id
+        if (
+            self.max_checkpoints <= 0
+            or request_id is None
+            or event.event_time > now
+            or not event.event_type.endswith(".created")
+        ):
+            return None
+        key = request_key(event.account_id, request_id)
+        if key in self._checkpoints:
+            return None
+        info = request_info(event, account, self.policy, lookup)
+        first = to_history_event(event)
+        request = (event.account_id, request_id, info, (first,))
+        folds = _new_folds(request, self.policy, self.calendars, frozenset(), self._rules)
+        if folds is None:
+            return None
+        state = RequestState(event.account_id, request_id, info, self.policy.version)
+        run = _Run(key, FoldCheckpoint((), None, folds, None), state)
+        run.first = first
+        return run
+
+    def _run_event(
+        self, run: _Run, event: Event, delivery: str | None, now: datetime, last: bool = False
+    ) -> tuple[Record, ...]:
+        """Fold one more event on the quick path; its records, as `apply` gives them.
+
+        :param last: the run ends with it: where the folds stand at `now` is worked out in
+            the same pass (for `_finish_run`)."""
+        ev, run.first = run.first or to_history_event(event), None
+        history = run.history = (*run.history, ev)
+        checkpoint, skip = run.checkpoint, run.emitted
+        sigs, checkpoint.last_ticket_state = _signals_of(ev, checkpoint.last_ticket_state)
+        folds = checkpoint.folds
+        for fold in folds:
+            fold.history, fold.skip = history, skip
+            if not fold.dead:
+                fold.advance(ev.at)
+                fold.apply(ev, sigs)
+        checkpoint.events, checkpoint.last_at = history, ev.at
+        records: list[Record] = []
+        snapshots: list[SlaSnapshot] = []
+        wakeups: list[datetime] = []
+        for fold in folds:  # as `_project` does after the events
+            if fold.records:
+                records.extend(fold.records)
+                fold.records = ()
+            if fold.dead:
+                if last:
+                    assert fold.final is not None
+                    snapshots.append(fold.final)
+                continue
+            if fold.fires_by(now):
+                fold = fold.fork()
+                fold.advance(now)
+                records.extend(fold.records)
+            if last:
+                snapshot, wakeup = fold.standing(now)
+                snapshots.append(snapshot)
+                if wakeup is not None:
+                    wakeups.append(wakeup)
+        run.standing = (tuple(snapshots), min(wakeups) if wakeups else None) if last else None
+        new = tuple(records)
+        new_ids = {r.record_id for r in new} if new else set()
+        if delivery is not None:
+            produced = (event.event_id, delivery, tuple(sorted(new_ids)))
+            run.deliveries = (*run.deliveries[-(RECENT_DELIVERIES - 1) :], produced)
+        if new_ids:
+            run.emitted = run.emitted | new_ids
+        return fold_rungs(new)
+
+    def _finish_run(self, run: _Run, now: datetime) -> RequestState:
+        """The state a quick run has come to (as `apply` builds it), its folds kept again."""
+        checkpoint = run.checkpoint
+        if run.standing is None:
+            snapshots: list[SlaSnapshot] = []
+            wakeups: list[datetime] = []
+            for fold in checkpoint.folds:
+                if fold.dead:
+                    assert fold.final is not None
+                    snapshots.append(fold.final)
+                    continue
+                if fold.fires_by(now):
+                    fold = fold.fork()
+                    fold.advance(now)
+                snapshot, wakeup = fold.standing(now)
+                snapshots.append(snapshot)
+                if wakeup is not None:
+                    wakeups.append(wakeup)
+            run.standing = (tuple(snapshots), min(wakeups) if wakeups else None)
+        self._checkpoints[run.key] = checkpoint
+        if len(self._checkpoints) > self.max_checkpoints:
+            self._checkpoints.popitem(last=False)
+        state = run.state
+        return RequestState(
+            state.account_id,
+            state.request_id,
+            state.info,
+            state.policy_version,
+            run.history,
+            run.emitted,
+            *run.standing,
+            run.deliveries,
+        )
 
     def _redelivered(
         self, state: RequestState, event_id: str, delivery: str | None, now: datetime
@@ -1031,7 +1400,7 @@ class Tracker:
             new += self._replans(state, projection, now)
         else:
             new = projection.records  # what was emitted is skipped already
-        new_ids = {r.record_id for r in new}
+        new_ids = {r.record_id for r in new} if new else set()
         deliveries = state.deliveries
         # A tick remembers only what produced something: most wake-ups of a sweep do.
         if delivered is not None and (new_ids or delivered[0] != TICK):
@@ -1115,11 +1484,60 @@ class Tracker:
         return tuple(out)
 
 
+class _Run:
+    """`Tracker.apply_many`'s quick path: a request's folds moved on event by event, and
+    what its next state is made of."""
+
+    __slots__ = (
+        "checkpoint",
+        "deliveries",
+        "emitted",
+        "first",
+        "history",
+        "key",
+        "standing",
+        "state",
+    )
+
+    def __init__(self, key: str, checkpoint: FoldCheckpoint, state: RequestState) -> None:
+        self.key = key
+        self.checkpoint = checkpoint
+        self.state = state  # the state the run started from (ids, info, version)
+        self.history = state.history
+        self.emitted = state.emitted
+        self.deliveries = state.deliveries
+        self.first: HistoryEvent | None = None  # the first event, made already
+        # Snapshots and next wake-up after the last event, when worked out with it.
+        self.standing: tuple[tuple[SlaSnapshot, ...], datetime | None] | None = None
+
+    def takes(self, event: Event, now: datetime) -> bool:
+        """True when `event` can be folded on the quick path: new, stamped at or before
+        `now`, and sorting after every event so far (as `apply` would append it)."""
+        at = event.event_time
+        if at > now:
+            return False
+        event_id = event.event_id
+        for e in self.history:
+            if e.event_id == event_id:
+                return False  # a duplicate: `apply` says what to publish again
+        if self.history:
+            last = self.history[-1]
+            if not last.at < at and last.sort_key > (
+                at,
+                _TYPE_RANK.get(event.event_type, 1),
+                event_id,
+            ):
+                return False
+        return True
+
+
 def fold_rungs(records: tuple[Record, ...]) -> tuple[Record, ...]:
     """Rungs already past when an SLA first attaches become one record: the highest, naming
     the rest (a late or replayed start). People are told once where the ladder stands, not
     in a burst of stale messages; rungs that come due later are published one by one.
     """
+    if len(records) < 2:  # nothing to fold: most events bring one record or none
+        return records
     escalations = [r for r in records if isinstance(r, Escalation)]
     if len(escalations) < 2:  # nothing to fold: most events bring no rung at all
         return records

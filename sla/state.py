@@ -11,11 +11,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from greenlane.sla.fastinit import fast_init
+
 # Events at the same instant apply in lifecycle order: a request is created before it
 # is worked on, whatever the ids say.
 _TYPE_RANK = {"order.created": 0, "ticket.created": 0}
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class HistoryEvent:
     """The part of an input event the rules need, small enough to keep per request."""
@@ -61,6 +64,7 @@ class HistoryEvent:
         )
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class RequestInfo:
     """Facts about a request fixed when it is created (tier is the tier at that moment)."""
@@ -86,6 +90,7 @@ class RequestInfo:
         return cls(**{**raw, "promised_at": datetime.fromisoformat(promised) if promised else None})
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class SlaSnapshot:
     """Where one SLA stands at the last evaluation (for metrics and the due-time index)."""
@@ -108,6 +113,7 @@ class SlaSnapshot:
         return cls(raw[0], raw[1], bool(raw[2]), bool(raw[3]), bool(raw[4:5] and raw[4]))
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class RequestState:
     """Everything the rules keep about one request."""
@@ -129,13 +135,16 @@ class RequestState:
 
     def seen(self, event_id: str) -> bool:
         """True when an event with this id is already in the history."""
-        # A list, not any(generator): every event asks, and a history is short.
-        return event_id in [e.event_id for e in self.history]
+        # A loop, not any(generator) or a list: every event asks, and a history is short.
+        for e in self.history:  # noqa: SIM110 - quicker than any() here
+            if e.event_id == event_id:
+                return True
+        return False
 
     def history_with(self, event: HistoryEvent) -> tuple[HistoryEvent, ...]:
         """The history with one more event, in event-time order."""
         history = self.history
-        if not history or history[-1].sort_key <= event.sort_key:
+        if not history or history[-1].at < event.at or history[-1].sort_key <= event.sort_key:
             return (*history, event)  # the usual case: it comes last
         return tuple(sorted((*history, event), key=lambda e: e.sort_key))
 
@@ -167,6 +176,7 @@ class RequestState:
         )
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class RequestStanding:
     """Where a request's SLAs stand: what the due index and the open-SLA gauge read of it.
