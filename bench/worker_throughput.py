@@ -36,7 +36,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import orjson
-from ceiling import NotReached, measure, one_record_per_batch
+from ceiling import Figure, NotReached, measure, one_record_per_batch
 from harness import fresh_topics, write_result
 from kafka import KafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
@@ -214,6 +214,12 @@ def main() -> None:
         help="write py-spy's collapsed stacks of the worker, while it processes, to this file",
     )
     parser.add_argument(
+        "--worker-only",
+        action="store_true",
+        help="measure figure 3 only (for paired A/B runs of the worker; figures 1 and 2 and "
+        "the ratio are then null)",
+    )
+    parser.add_argument(
         "--timeout", type=float, default=600.0, help="seconds each figure may take at most"
     )
     args = parser.parse_args()
@@ -231,12 +237,14 @@ def main() -> None:
         producer.flush()
         producer.close()
         publish_s = time.perf_counter() - t0
-        try:
-            refs = measure(
-                broker.bootstrap, topics.tickets, args.events, args.partitions, args.timeout
-            )
-        except NotReached as exc:
-            raise SystemExit(str(exc)) from None
+        refs: dict[str, Figure] = {}
+        if not args.worker_only:
+            try:
+                refs = measure(
+                    broker.bootstrap, topics.tickets, args.events, args.partitions, args.timeout
+                )
+            except NotReached as exc:
+                raise SystemExit(str(exc)) from None
         port = free_port()
         env = dict(
             os.environ,
@@ -261,27 +269,22 @@ def main() -> None:
     worker_one_per_batch = one_record_per_batch(batch_size)
     # The pipeline run with the same batching as the worker is the one to compare against.
     same = "with_workaround" if worker_one_per_batch else "without_workaround"
-    pipeline = {
-        variant: round(refs[f"pipeline_{variant}"].events_per_s)
-        for variant in ("with_workaround", "without_workaround")
-    }
+    variants = ("with_workaround", "without_workaround")
+    pipeline = {v: round(refs[f"pipeline_{v}"].events_per_s) if refs else None for v in variants}
+    reference = pipeline[same]
     result = {
         "events": args.events,
         "traffic": args.traffic,
         "audit_in_worker": args.audit_in_worker,
         "partitions": args.partitions,
         "publish_events_per_s": round(args.events / publish_s),
-        "raw_consume_events_per_s": round(refs["raw_consume"].events_per_s),
+        "raw_consume_events_per_s": round(refs["raw_consume"].events_per_s) if refs else None,
         "pipeline_events_per_s": pipeline,
         "worker_events_per_s": round(rate),
-        "worker_to_pipeline_ratio": round(rate / pipeline[same], 3),
+        "worker_to_pipeline_ratio": round(rate / reference, 3) if reference else None,
         "worker_compared_with": f"pipeline_events_per_s.{same}",
         "seconds": {
-            "raw_consume": round(refs["raw_consume"].seconds, 2),
-            **{
-                f"pipeline_{v}": round(refs[f"pipeline_{v}"].seconds, 2)
-                for v in ("with_workaround", "without_workaround")
-            },
+            **{name: round(figure.seconds, 2) for name, figure in refs.items()},
             "worker": round(seconds, 2),
         },
         "goal": {"worker_events_per_s": 20_000, "worker_to_pipeline_ratio": 0.5},
