@@ -24,7 +24,7 @@ from faust.types import TableT
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from greenlane.agents.metrics import WorkerMetrics, faust_consumer_lag
-from greenlane.agents.tracking import Message, Output, TrackerService, utc_now
+from greenlane.agents.tracking import Output, TrackerService, utc_now
 from greenlane.audit.app import AuditWriter, add_audit_agent
 from greenlane.config.loader import load_policy
 from greenlane.config.settings import Settings, bootstrap_of
@@ -222,6 +222,7 @@ class Greenlane:
 
     def _wire(self) -> None:
         app, service, settings = self.app, self.service, self.settings
+        ticks = settings.topics.ticks
 
         @app.agent(self.input, name="greenlane.track")
         async def track(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
@@ -231,12 +232,9 @@ class Greenlane:
             )
             try:
                 async for events in batches:
-                    batch = [
-                        Message(m.topic, m.partition, m.offset, m.key, m.value)
-                        for m in (event.message for event in events)
-                    ]
+                    batch = [event.message for event in events]
                     for m in batch:
-                        if m.topic == settings.topics.ticks:
+                        if m.topic == ticks:
                             self.tick_sent.pop(m.partition, None)
                     await self.publish(service.handle_batch(batch))
                     yield None

@@ -28,6 +28,8 @@ from aiokafka.partitioner import DefaultPartitioner
 
 MAX_BATCH_BYTES = 1 << 20  # Kafka's default max.request.size: one batch per request at most
 
+PLACEMENT_CACHE = 1 << 16
+
 Keyed = tuple[str, bytes, bytes]
 """An output record: topic, key, value; the key picks the partition."""
 Placed = tuple[str, int, bytes, bytes]
@@ -47,6 +49,9 @@ class BatchPublisher:
         self._sending: asyncio.Task[int] | None = None
         self._partitioner = DefaultPartitioner()
         self._partitions: dict[str, list[int]] = {}
+        # (topic, key) → partition: murmur2 in Python costs microseconds a record, and a
+        # worker's keys (account ids) are few and recur.
+        self._placement: dict[tuple[str, bytes], int] = {}
 
     async def start(self) -> None:
         """Connect (done on first use as well)."""
@@ -89,10 +94,18 @@ class BatchPublisher:
         producer = self._producer
         assert producer is not None
         grouped: dict[tuple[str, int], list[tuple[bytes, bytes]]] = {}
+        placement = self._placement
         for topic, key, value in records:
-            # Known after a topic's first record: no await per record on this hot path.
-            partitions = self._partitions.get(topic) or await self._partitions_of(producer, topic)
-            partition = self._partitioner(key, partitions, partitions)
+            partition = placement.get((topic, key))
+            if partition is None:
+                # Known after a topic's first record: no await per record on this hot path.
+                partitions = self._partitions.get(topic) or await self._partitions_of(
+                    producer, topic
+                )
+                partition = self._partitioner(key, partitions, partitions)
+                if len(placement) >= PLACEMENT_CACHE:
+                    placement.clear()
+                placement[topic, key] = partition
             grouped.setdefault((topic, partition), []).append((key, value))
         tails: list[Placed] = []
         for topic, partition, key, value in placed:
