@@ -20,11 +20,12 @@ from typing import Any
 
 import faust
 import orjson
-from faust.types import TableT
+from faust.sensors import Monitor
+from faust.types import TP, TableT
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from greenlane.agents.metrics import WorkerMetrics, faust_consumer_lag
-from greenlane.agents.tracking import Message, Output, TrackerService, utc_now
+from greenlane.agents.tracking import Output, TrackerService, utc_now
 from greenlane.audit.app import AuditWriter, add_audit_agent
 from greenlane.config.loader import load_policy
 from greenlane.config.settings import Settings, bootstrap_of
@@ -32,7 +33,7 @@ from greenlane.sla.engine import Tracker
 from greenlane.streams.codec import encode_record
 from greenlane.streams.faust_batches import done_batches
 from greenlane.streams.faust_consumer import App
-from greenlane.streams.publisher import BatchPublisher
+from greenlane.streams.publisher import BatchPublisher, Placed
 from greenlane.streams.tansu import TANSU_FAUST_WORKAROUNDS
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,16 @@ class JsonTable(MutableMapping[str, Any]):
 
     def __init__(self, table: TableT[bytes, bytes]) -> None:
         self.table = table
+        # Changelog records written by `put` and not yet taken to be sent.
+        self.pending: list[Placed] = []
+        self._changelog: str | None = None
+
+    @property
+    def changelog(self) -> str:
+        """The name of the table's changelog topic."""
+        if self._changelog is None:
+            self._changelog = self.table.changelog_topic.get_topic_name()
+        return self._changelog
 
     def __getitem__(self, key: str) -> Any:
         value = self.get(key, _ABSENT)
@@ -79,14 +90,22 @@ class JsonTable(MutableMapping[str, Any]):
         self.table[key.encode("utf-8")] = orjson.dumps(value)
 
     def put(self, key: str, partition: int, value: Any) -> None:
-        """Write `key` to the changelog's `partition`, whatever event is current.
+        """Write `key`, to be sent to the changelog's `partition` by whoever takes `pending`.
 
-        Faust picks a table write's changelog partition from the event being processed; in
-        a batch that is the batch's last event, which may be on another partition.
+        Not through Faust's table machinery, which sends each record on its own through
+        Faust's producer (a future, sensors, a callback and, on the embedded broker, a
+        produce round trip each) and picks the partition from the event being processed
+        (in a batch, the batch's last event, which may be on another partition). The
+        tracker sends a batch's records with its outputs (`Greenlane.publish`).
         """
         raw_key, raw = key.encode("utf-8"), orjson.dumps(value)
-        self.table.send_changelog(partition, raw_key, raw)
+        self.pending.append((self.changelog, partition, raw_key, raw))
         self.table.data[raw_key] = raw
+
+    def take_pending(self) -> list[Placed]:
+        """The changelog records written since the last call, in order; forgets them."""
+        pending, self.pending = self.pending, []
+        return pending
 
     def __delitem__(self, key: str) -> None:
         del self.table[key.encode("utf-8")]
@@ -96,6 +115,30 @@ class JsonTable(MutableMapping[str, Any]):
 
     def __len__(self) -> int:
         return len(self.table)
+
+
+class LeanMonitor(Monitor):
+    """Faust's monitor without its per-message and per-event bookkeeping.
+
+    Faust's `Monitor` counts every message and event by topic, stream and task and times
+    each one, for Faust's own web statistics, which Greenlane does not serve (its metrics
+    are in `/metrics`). Kept: the time a partition's stream last took an event, which Faust's
+    slow-processing diagnostics read; and everything that is not per event.
+    """
+
+    def on_message_in(self, tp: TP, offset: int, message: Any) -> None:
+        return None
+
+    def on_stream_event_in(self, tp: TP, offset: int, stream: Any, event: Any) -> None:
+        self.stream_inbound_time[tp] = time.monotonic()
+
+    def on_stream_event_out(
+        self, tp: TP, offset: int, stream: Any, event: Any, state: dict[str, Any] | None = None
+    ) -> None:
+        return None
+
+    def on_message_out(self, tp: TP, offset: int, message: Any) -> None:
+        return None
 
 
 def faust_settings(settings: Settings) -> dict[str, Any]:
@@ -117,6 +160,7 @@ def faust_settings(settings: Settings) -> dict[str, Any]:
         # there): unprocessed events are not committed and are read again, and every effect
         # is idempotent, so nothing is lost or doubled.
         "stream_wait_empty": False,
+        "Monitor": LeanMonitor,
     }
     if settings.embedded_broker:
         conf.update(TANSU_FAUST_WORKAROUNDS)
@@ -137,17 +181,22 @@ class Greenlane:
             topics.orders, topics.tickets, topics.provisioning, topics.accounts, topics.ticks
         )
         self.ticks = self._raw_topic(topics.ticks)
-        self.publisher = BatchPublisher(bootstrap_of(settings.broker), f"{settings.app_id}-out")
+        self.publisher = BatchPublisher(
+            bootstrap_of(settings.broker),
+            f"{settings.app_id}-out",
+            # The embedded broker's defect 1: changelog partitions end on a one-record batch.
+            last_record_alone=settings.embedded_broker,
+        )
         self.requests = self._table("requests")
         # Every worker holds every account: a branch's group or payer may live on another
         # partition, and its tier decides the branch's commitments.
         self.accounts = self.app.GlobalTable(
             "accounts", default=None, key_type=bytes, value_type=bytes
         )
+        self.tables = (JsonTable(self.requests), JsonTable(self.accounts))
         self.service = TrackerService(
             Tracker(self.policy),
-            JsonTable(self.requests),
-            JsonTable(self.accounts),
+            *self.tables,
             self.metrics,
             sla_changes_topic=topics.sla_changes,
             escalations_topic=topics.escalations,
@@ -182,31 +231,34 @@ class Greenlane:
         }
 
     async def publish(self, outputs: list[Output]) -> None:
-        """Send output records, keyed by account id, and wait until the broker has them.
+        """Send output records, keyed by account id, and the tables' changelog records
+        written since the last call, and wait until the broker has them all.
 
         The batch's events are acknowledged only after this returns, so no offset is
-        committed past an event whose outputs are not on the broker. (Its state, in the
-        table's changelog, goes through Faust's producer, which Faust flushes before a
-        commit.)
+        committed past an event whose outputs or state are not on the broker. (Outputs and
+        state go out together, in any order: a redelivered event whose state was saved
+        republishes its outputs, one whose state was not is applied again.)
         """
+        changelog: list[Placed] = []
+        for table in self.tables:
+            changelog.extend(table.take_pending())
         await self.publisher.publish(
-            (out.topic, out.key.encode("utf-8"), encode_record(out.value)) for out in outputs
+            ((out.topic, out.key.encode("utf-8"), encode_record(out.value)) for out in outputs),
+            changelog,
         )
 
     def _wire(self) -> None:
         app, service, settings = self.app, self.service, self.settings
+        ticks = settings.topics.ticks
 
         @app.agent(self.input, name="greenlane.track")
         async def track(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
             batches = done_batches(stream, TRACK_BATCH, within=TRACK_BATCH_WAIT_S)
             try:
                 async for events in batches:
-                    batch = [
-                        Message(m.topic, m.partition, m.offset, m.key, m.value)
-                        for m in (event.message for event in events)
-                    ]
+                    batch = [event.message for event in events]
                     for m in batch:
-                        if m.topic == settings.topics.ticks:
+                        if m.topic == ticks:
                             self.tick_sent.pop(m.partition, None)
                     await self.publish(service.handle_batch(batch))
                     yield None

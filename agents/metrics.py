@@ -169,6 +169,20 @@ class WorkerMetrics:
         r.register(self.consumer_lag)
         # process_cpu_seconds_total, process_resident_memory_bytes, ... of the worker (Linux).
         ProcessCollector(registry=r)
+        # Labelled children by their label values: `labels()` validates and looks them up
+        # under a lock on every call, a few microseconds a record (labels are bounded).
+        self._children: dict[tuple[Any, tuple[str, ...]], Any] = {}
+
+    def _child(self, metric: Any, *labels: str) -> Any:
+        key = (metric, labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
+
+    def count_events(self, topic: str, event_type: str, outcome: str, n: int = 1) -> None:
+        """Count `n` input events (`greenlane_events_total`)."""
+        self._child(self.events, topic, event_type, outcome).inc(n)
 
     def set_build_info(self, policy_version: str) -> None:
         """Publish `greenlane_build_info{version, policy_version} 1` (one series only)."""
@@ -178,19 +192,19 @@ class WorkerMetrics:
     def record_published(self, record: Record, published_at_epoch: float) -> None:
         """Count one published record; a rung also observes how late it came, an SLA's end
         its business time to complete, and a breach the stages it names as over budget."""
+        child = self._child
         if isinstance(record, SlaChange):
-            self.sla_changes.labels(record.service, record.target, record.tier, record.kind).inc()
+            labels = (record.service, record.target, record.tier, record.kind)
+            child(self.sla_changes, *labels).inc()
             if record.kind in ("met", "stopped"):
-                self.completion.labels(
-                    record.service, record.target, record.tier, record.kind
-                ).observe(record.elapsed_s)
+                child(self.completion, *labels).observe(record.elapsed_s)
             for over in record.attribution or ():
-                labels = (record.service, over.stage, over.department)
-                self.breach_attributions.labels(*labels).inc()
-                self.breach_over_budget.labels(*labels).inc(over.over_budget_s)
+                stage = (record.service, over.stage, over.department)
+                child(self.breach_attributions, *stage).inc()
+                child(self.breach_over_budget, *stage).inc(over.over_budget_s)
         elif isinstance(record, Escalation):
-            self.escalations.labels(
-                record.service, record.target, record.tier, str(record.rung)
+            child(
+                self.escalations, record.service, record.target, record.tier, str(record.rung)
             ).inc()
             lateness = published_at_epoch - record.fire_at.timestamp()
             self.rung_lateness.observe(max(0.0, lateness))

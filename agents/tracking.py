@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Iterable, MutableMapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from greenlane.agents.metrics import WorkerMetrics
 from greenlane.sla.accounts import merged_contacts, resolve_tier
@@ -37,6 +37,21 @@ TICK_MEMO_PREFIX = " ticks/"
 def tick_memo_key(partition: int) -> str:
     """The requests table's key for `partition`'s memo of recent ticks."""
     return f"{TICK_MEMO_PREFIX}{partition}"
+
+
+class MessageLike(Protocol):
+    """What `handle_batch` reads of a message (Faust's own messages have it)."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +145,10 @@ class TrackerService:
         # end: five events of one request make one changelog record, not five.
         self._batch: dict[str, tuple[int, RequestState]] | None = None
         self._dirty: set[str] = set()
+        # Within a batch, each request's state before the batch (for the open-SLA gauge,
+        # updated once per request at the end) and the input events counted so far.
+        self._before: dict[str, RequestState | None] = {}
+        self._tally: dict[tuple[str, str, str], int] | None = None
         self._contexts: dict[str, dict[str, Any] | None] = {}
         self.topics = {
             "sla_change": sla_changes_topic,
@@ -153,10 +172,20 @@ class TrackerService:
         if self._batch is not None:
             self._batch[state.key] = (partition, state)
             self._dirty.add(state.key)
+            if state.key not in self._before:
+                self._before[state.key] = before
         else:
             self._write(state.key, partition, state)
+            self.metrics.open_slas.update(partition, before, state)
         self.index.schedule(partition, state.key, state.next_wakeup)
-        self.metrics.open_slas.update(partition, before, state)
+
+    def _count(self, topic: str, event_type: str, outcome: str) -> None:
+        """Count an input event: at once, or at the end of the batch being handled."""
+        if self._tally is None:
+            self.metrics.count_events(topic, event_type, outcome)
+        else:
+            key = (topic, event_type, outcome)
+            self._tally[key] = self._tally.get(key, 0) + 1
 
     def _write(self, key: str, partition: int, state: RequestState) -> None:
         self._put_request(key, partition, {"p": partition, "s": state.to_dict()})
@@ -216,7 +245,7 @@ class TrackerService:
         except DecodeError as error:
             log.warning("dead letter %s[%s] offset=%s: %s", topic, partition, offset, error)
             self.metrics.dead_letters.labels(error.reason).inc()
-            self.metrics.events.labels(topic, "unknown", "dead_letter").inc()
+            self._count(topic, "unknown", "dead_letter")
             record = dead_letter(topic, partition, offset, key, value, error, now)
             dl_key = key.decode("utf-8", "replace") if key else ""
             return [Output(self.topics["deadletter"], dl_key, record)]
@@ -228,7 +257,7 @@ class TrackerService:
             if after is not before:
                 self._put_account(event.account_id, partition, after.to_dict())
                 self._contexts.clear()  # a group's change reaches its branches' contexts
-            self.metrics.events.labels(topic, event.event_type, outcome).inc()
+            self._count(topic, event.event_type, outcome)
             return []
         assert event.request_id is not None
         _, state = self._load(request_key(event.account_id, event.request_id))
@@ -242,9 +271,7 @@ class TrackerService:
             lookup=self._account,
             delivery=f"{topic}:{partition}:{offset}",
         )
-        self.metrics.events.labels(
-            topic, event.event_type, "duplicate" if step.duplicate else "processed"
-        ).inc()
+        self._count(topic, event.event_type, "duplicate" if step.duplicate else "processed")
         if step.duplicate:
             # A redelivery after a crash: what this message produced may never have left.
             return self._outputs(step.republish, count=False)
@@ -270,29 +297,35 @@ class TrackerService:
             log.exception("processing failed %s[%s] offset=%s", topic, partition, offset)
             error = DecodeError("processing_error", f"{type(exc).__name__}: {exc}")
         self.metrics.dead_letters.labels(error.reason).inc()
-        self.metrics.events.labels(topic, "unknown", "dead_letter").inc()
+        self._count(topic, "unknown", "dead_letter")
         record = dead_letter(topic, partition, offset, key, value, error, self.clock())
         dl_key = key.decode("utf-8", "replace") if key else ""
         return [Output(self.topics["deadletter"], dl_key, record)]
 
-    def handle_batch(self, messages: Iterable[Message]) -> list[Output]:
+    def handle_batch(self, messages: Iterable[MessageLike]) -> list[Output]:
         """`handle_safely` for each message in order, with each request's state written once.
 
-        Outputs come in message order. The states are written before this returns, so the
-        caller queues them (changelog) ahead of the outputs, as for single messages.
+        Outputs come in message order. The states are written before this returns (the
+        caller sends their changelog records with the outputs). The open-SLA gauge and the
+        event counts are updated once per request and per label set, at the end.
         """
-        self._batch, self._dirty = {}, set()
+        self._batch, self._dirty, self._before, self._tally = {}, set(), {}, {}
         self._contexts.clear()
         outputs: list[Output] = []
+        handle = self.handle_safely
         try:
             for m in messages:
-                outputs.extend(self.handle_safely(m.topic, m.partition, m.offset, m.key, m.value))
+                outputs.extend(handle(m.topic, m.partition, m.offset, m.key, m.value))
         finally:
-            batch, dirty = self._batch, self._dirty
-            self._batch, self._dirty = None, set()
+            batch, dirty, before, tally = self._batch, self._dirty, self._before, self._tally
+            self._batch, self._dirty, self._before, self._tally = None, set(), {}, None
+            gauge = self.metrics.open_slas
             for key in sorted(dirty):
                 partition, state = batch[key]
                 self._write(key, partition, state)
+                gauge.update(partition, before.get(key), state)
+            for labels, n in tally.items():
+                self.metrics.count_events(*labels, n=n)
         return outputs
 
     def sweep(self, partition: int, tick: str | None = None) -> list[Output]:

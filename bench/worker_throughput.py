@@ -36,7 +36,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import orjson
-from ceiling import NotReached, measure, one_record_per_batch
+from ceiling import Figure, NotReached, measure, one_record_per_batch
 from harness import fresh_topics, write_result
 from kafka import KafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
@@ -88,16 +88,19 @@ def events(
     return out
 
 
-def processed(url: str) -> float:
-    """The worker's `greenlane_events_total`, summed over its labels."""
+def processed(url: str) -> tuple[float, float]:
+    """The worker's `greenlane_events_total` summed over its labels, and its CPU seconds
+    (`process_cpu_seconds_total`), from one scrape."""
     with urllib.request.urlopen(url, timeout=5) as response:
         text = response.read().decode()
-    return sum(
-        s.value
-        for f in text_string_to_metric_families(text)
-        for s in f.samples
-        if s.name == "greenlane_events_total"
-    )
+    count = cpu = 0.0
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "greenlane_events_total":
+                count += sample.value
+            elif sample.name == "process_cpu_seconds_total":
+                cpu = sample.value
+    return count, cpu
 
 
 WORKER_CONF_PROBE = """
@@ -134,8 +137,9 @@ def start_profiler(pid: int, out: Path) -> subprocess.Popen[bytes]:
 
 def measure_worker(
     env: dict[str, str], url: str, n: int, timeout: float, profile: Path | None = None
-) -> tuple[float, float]:
-    """Run the worker until its /metrics count reaches n; (events counted, seconds).
+) -> tuple[float, float, float]:
+    """Run the worker until its /metrics count reaches n; (events counted, seconds, worker
+    CPU seconds), from its first counted event to the last.
 
     With `profile`, py-spy samples the worker from its first counted event to the last.
     """
@@ -147,21 +151,21 @@ def measure_worker(
     )
     first = last = None
     profiler: subprocess.Popen[bytes] | None = None
-    count = 0.0
+    count = cpu = 0.0
     deadline = time.perf_counter() + timeout
     try:
         while True:
             try:
-                count = processed(url)
+                count, cpu = processed(url)
             except OSError:
                 count = 0
             now = time.perf_counter()
             if count > 0 and first is None:
-                first = (now, count)
+                first = (now, count, cpu)
                 if profile is not None:
                     profiler = start_profiler(worker.pid, profile)
             if count >= n:
-                last = (now, count)
+                last = (now, count, cpu)
                 break
             if worker.poll() is not None:
                 raise SystemExit(f"worker exited with status {worker.returncode}")
@@ -180,7 +184,7 @@ def measure_worker(
             worker.wait()
             print("worker did not stop within 30 s of SIGTERM", file=sys.stderr)
     assert first is not None and last is not None
-    return last[1] - first[1], last[0] - first[0]
+    return last[1] - first[1], last[0] - first[0], last[2] - first[2]
 
 
 def main() -> None:
@@ -214,6 +218,12 @@ def main() -> None:
         help="write py-spy's collapsed stacks of the worker, while it processes, to this file",
     )
     parser.add_argument(
+        "--worker-only",
+        action="store_true",
+        help="measure figure 3 only (for paired A/B runs of the worker; figures 1 and 2 and "
+        "the ratio are then null)",
+    )
+    parser.add_argument(
         "--timeout", type=float, default=600.0, help="seconds each figure may take at most"
     )
     args = parser.parse_args()
@@ -231,12 +241,14 @@ def main() -> None:
         producer.flush()
         producer.close()
         publish_s = time.perf_counter() - t0
-        try:
-            refs = measure(
-                broker.bootstrap, topics.tickets, args.events, args.partitions, args.timeout
-            )
-        except NotReached as exc:
-            raise SystemExit(str(exc)) from None
+        refs: dict[str, Figure] = {}
+        if not args.worker_only:
+            try:
+                refs = measure(
+                    broker.bootstrap, topics.tickets, args.events, args.partitions, args.timeout
+                )
+            except NotReached as exc:
+                raise SystemExit(str(exc)) from None
         port = free_port()
         env = dict(
             os.environ,
@@ -256,32 +268,30 @@ def main() -> None:
         )
         batch_size = worker_max_batch_size(env)
         url = f"http://127.0.0.1:{port}/metrics"
-        counted, seconds = measure_worker(env, url, args.events, args.timeout, args.profile)
+        counted, seconds, cpu_s = measure_worker(env, url, args.events, args.timeout, args.profile)
     rate = counted / seconds if seconds > 0 else float("nan")
     worker_one_per_batch = one_record_per_batch(batch_size)
     # The pipeline run with the same batching as the worker is the one to compare against.
     same = "with_workaround" if worker_one_per_batch else "without_workaround"
-    pipeline = {
-        variant: round(refs[f"pipeline_{variant}"].events_per_s)
-        for variant in ("with_workaround", "without_workaround")
-    }
+    variants = ("with_workaround", "without_workaround")
+    pipeline = {v: round(refs[f"pipeline_{v}"].events_per_s) if refs else None for v in variants}
+    reference = pipeline[same]
     result = {
         "events": args.events,
         "traffic": args.traffic,
         "audit_in_worker": args.audit_in_worker,
         "partitions": args.partitions,
         "publish_events_per_s": round(args.events / publish_s),
-        "raw_consume_events_per_s": round(refs["raw_consume"].events_per_s),
+        "raw_consume_events_per_s": round(refs["raw_consume"].events_per_s) if refs else None,
         "pipeline_events_per_s": pipeline,
         "worker_events_per_s": round(rate),
-        "worker_to_pipeline_ratio": round(rate / pipeline[same], 3),
+        # The worker process's CPU (every thread) per event: less sensitive than events/s to
+        # other processes sharing the cores.
+        "worker_cpu_us_per_event": round(1e6 * cpu_s / counted, 1) if counted else None,
+        "worker_to_pipeline_ratio": round(rate / reference, 3) if reference else None,
         "worker_compared_with": f"pipeline_events_per_s.{same}",
         "seconds": {
-            "raw_consume": round(refs["raw_consume"].seconds, 2),
-            **{
-                f"pipeline_{v}": round(refs[f"pipeline_{v}"].seconds, 2)
-                for v in ("with_workaround", "without_workaround")
-            },
+            **{name: round(figure.seconds, 2) for name, figure in refs.items()},
             "worker": round(seconds, 2),
         },
         "goal": {"worker_events_per_s": 20_000, "worker_to_pipeline_ratio": 0.5},

@@ -7,31 +7,51 @@ for one partition are one call into the producer (aiokafka's `create_batch` /
 `send_batch`). Keys are partitioned with the default partitioner (murmur2, as Kafka's
 Java clients and Faust's `send`), so a key lands where it always did.
 
-The producer is the publisher's own, with normal batching: the embedded broker's
-one-record-per-batch workaround (`streams.tansu`) is needed for table changelogs only,
-which stay on Faust's producer.
+The producer is the publisher's own, with normal batching. Table changelog records go
+out here too, with the outputs of the same batch of events, each to the partition it names
+(`placed`), and are on the broker before the batch's events are acknowledged (hence before
+Faust commits their offsets). The embedded broker answers a partition's end offset as the
+start of its last record batch + 1 (BROKER.md, defect 1), so table recovery would stop
+short of the last records of a multi-record batch. With `last_record_alone`, each
+changelog partition's last record of a call goes in a batch of its own, queued right behind
+the others: the partition always ends on a one-record batch and its end offset is exact,
+at two produce round trips per call instead of one per record.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
 
 MAX_BATCH_BYTES = 1 << 20  # Kafka's default max.request.size: one batch per request at most
 
+PLACEMENT_CACHE = 1 << 16
+
+Keyed = tuple[str, bytes, bytes]
+"""An output record: topic, key, value; the key picks the partition."""
+Placed = tuple[str, int, bytes, bytes]
+"""A record for a given partition: topic, partition, key, value (a table changelog's)."""
+
 
 class BatchPublisher:
     """Publishes (topic, key, value) records, one batch per topic-partition per call."""
 
-    def __init__(self, bootstrap_servers: str, client_id: str) -> None:
+    def __init__(
+        self, bootstrap_servers: str, client_id: str, *, last_record_alone: bool = False
+    ) -> None:
         self.bootstrap_servers = bootstrap_servers
         self.client_id = client_id
+        self.last_record_alone = last_record_alone
         self._producer: AIOKafkaProducer | None = None
+        self._sending: asyncio.Task[int] | None = None
         self._partitioner = DefaultPartitioner()
         self._partitions: dict[str, list[int]] = {}
+        # (topic, key) → partition: murmur2 in Python costs microseconds a record, and a
+        # worker's keys (account ids) are few and recur.
+        self._placement: dict[tuple[str, bytes], int] = {}
 
     async def start(self) -> None:
         """Connect (done on first use as well)."""
@@ -47,7 +67,10 @@ class BatchPublisher:
             self._producer = producer
 
     async def stop(self) -> None:
-        """Deliver what is queued, then disconnect."""
+        """Finish queueing a call cancelled midway, deliver what is queued, then disconnect."""
+        sending = self._sending
+        if sending is not None and not sending.done():
+            await asyncio.wait([sending], timeout=30)
         producer, self._producer = self._producer, None
         if producer is not None:
             await producer.stop()
@@ -58,24 +81,54 @@ class BatchPublisher:
             known = self._partitions[topic] = sorted(await producer.partitions_for(topic))
         return known
 
-    async def publish(self, records: Iterable[tuple[str, bytes, bytes]]) -> int:
+    async def publish(self, records: Iterable[Keyed], placed: Sequence[Placed] = ()) -> int:
         """Send the records and wait until the broker has every one; returns the batch count.
 
-        Records of one key keep their order (one partition, appended in order). A failure
-        after the producer's own retries raises, so the caller never acknowledges input
-        whose outputs are not on the broker.
+        Records of one key (or of one placed partition) keep their order (one partition,
+        appended in order). A failure after the producer's own retries raises, so the caller
+        never acknowledges input whose outputs are not on the broker. Cancelled, the call
+        still queues all its records (a changelog partition must not end on a multi-record
+        batch), and `stop` delivers them.
         """
         await self.start()
         producer = self._producer
         assert producer is not None
         grouped: dict[tuple[str, int], list[tuple[bytes, bytes]]] = {}
+        placement = self._placement
         for topic, key, value in records:
-            # Known after a topic's first record: no await per record on this hot path.
-            partitions = self._partitions.get(topic) or await self._partitions_of(producer, topic)
-            partition = self._partitioner(key, partitions, partitions)
+            partition = placement.get((topic, key))
+            if partition is None:
+                # Known after a topic's first record: no await per record on this hot path.
+                partitions = self._partitions.get(topic) or await self._partitions_of(
+                    producer, topic
+                )
+                partition = self._partitioner(key, partitions, partitions)
+                if len(placement) >= PLACEMENT_CACHE:
+                    placement.clear()
+                placement[topic, key] = partition
             grouped.setdefault((topic, partition), []).append((key, value))
+        tails: list[Placed] = []
+        for topic, partition, key, value in placed:
+            grouped.setdefault((topic, partition), []).append((key, value))
+        if self.last_record_alone and placed:
+            for topic, partition in {(topic, partition) for topic, partition, _, _ in placed}:
+                key, value = grouped[topic, partition].pop()
+                tails.append((topic, partition, key, value))
+        if not grouped and not tails:
+            return 0
+        self._sending = asyncio.ensure_future(self._send(producer, grouped, tails))
+        return await asyncio.shield(self._sending)
+
+    @staticmethod
+    async def _send(
+        producer: AIOKafkaProducer,
+        grouped: dict[tuple[str, int], list[tuple[bytes, bytes]]],
+        tails: list[Placed],
+    ) -> int:
         deliveries: list[asyncio.Future[object]] = []
         for (topic, partition), items in grouped.items():
+            if not items:
+                continue
             batch = producer.create_batch()
             for key, value in items:
                 if batch.append(key=key, value=value, timestamp=None) is None:
@@ -84,6 +137,11 @@ class BatchPublisher:
                     # A fresh batch always takes one record, however large.
                     batch.append(key=key, value=value, timestamp=None)
             deliveries.append(await producer.send_batch(batch, topic, partition=partition))
-        if deliveries:
-            await asyncio.gather(*deliveries)
+        # Each waits until the sender has taken its partition's batch above, then goes in the
+        # next produce request, after it (one batch per partition in flight, retries in order).
+        for topic, partition, key, value in tails:
+            batch = producer.create_batch()
+            batch.append(key=key, value=value, timestamp=None)
+            deliveries.append(await producer.send_batch(batch, topic, partition=partition))
+        await asyncio.gather(*deliveries)
         return len(deliveries)

@@ -69,3 +69,50 @@ def test_records_land_on_the_default_partitioners_partition_in_order(
             assert partition == (murmur2(key) & 0x7FFFFFFF) % PARTITIONS
         for key in {k for k, _ in sent}:
             assert [v for _, k, v in got if k == key] == [v for k, v in sent if k == key]
+
+
+def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap)
+    try:
+        tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+        return {tp.partition: offset for tp, offset in consumer.end_offsets(tps).items()}
+    finally:
+        consumer.close()
+
+
+@pytest.mark.parametrize("last_record_alone", [True, False])
+def test_placed_records_land_in_order_and_the_last_alone_keeps_the_end_offset_exact(
+    broker: EmbeddedBroker, last_record_alone: bool
+) -> None:
+    """Changelog records go to the partition they name. On Tansu a partition's end offset is
+    the start of its last batch + 1 (BROKER.md, defect 1): exact only when the last record
+    went alone, which is what table recovery reads up to."""
+    topic = f"{uuid.uuid4().hex[:8]}.changelog"
+    create_topics(broker.bootstrap, [TopicSpec(topic, PARTITIONS, {})])
+    calls = [
+        [(topic, n % 3, f"k{n}".encode(), f"v{call}.{n}".encode()) for n in range(20)]
+        for call in range(3)
+    ]
+
+    async def publish() -> None:
+        publisher = BatchPublisher(
+            broker.bootstrap, "test-placed", last_record_alone=last_record_alone
+        )
+        try:
+            for placed in calls:
+                # Outputs and changelog records of one batch of events go in one call.
+                await publisher.publish([(topic, b"ACC", b"keyed")], placed)
+        finally:
+            await publisher.stop()
+
+    asyncio.run(publish())
+    got = read_all(broker.bootstrap, topic, 3 * 20 + 3)
+    for partition in range(3):
+        sent = [v for placed in calls for (_, p, _, v) in placed if p == partition]
+        assert [v for p, _, v in got if p == partition and v != b"keyed"] == sent
+    expected = {p: sum(1 for q, _, _ in got if q == p) for p in range(PARTITIONS)}
+    ends = end_offsets(broker.bootstrap, topic)
+    if last_record_alone:
+        assert ends == expected
+    else:  # the defect: each partition holding placed records ends short
+        assert all(ends[p] < expected[p] for p in range(3))
