@@ -21,10 +21,13 @@ at two produce round trips per call instead of one per record.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Iterable, Sequence
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
+
+log = logging.getLogger(__name__)
 
 MAX_BATCH_BYTES = 1 << 20  # Kafka's default max.request.size: one batch per request at most
 
@@ -68,9 +71,13 @@ class BatchPublisher:
 
     async def stop(self) -> None:
         """Finish queueing a call cancelled midway, deliver what is queued, then disconnect."""
-        sending = self._sending
-        if sending is not None and not sending.done():
-            await asyncio.wait([sending], timeout=30)
+        sending, self._sending = self._sending, None
+        if sending is not None:
+            if not sending.done():
+                await asyncio.wait([sending], timeout=30)
+            if sending.done() and not sending.cancelled() and sending.exception() is not None:
+                # Its caller was cancelled and never saw it; the events stay unacknowledged.
+                log.warning("a cancelled publish failed: %r", sending.exception())
         producer, self._producer = self._producer, None
         if producer is not None:
             await producer.stop()

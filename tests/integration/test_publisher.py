@@ -116,3 +116,29 @@ def test_placed_records_land_in_order_and_the_last_alone_keeps_the_end_offset_ex
         assert ends == expected
     else:  # the defect: each partition holding placed records ends short
         assert all(ends[p] < expected[p] for p in range(3))
+
+
+def test_a_publish_cancelled_midway_still_sends_every_record_and_ends_on_the_last_alone(
+    broker: EmbeddedBroker,
+) -> None:
+    """A worker stopping cancels its agent, possibly inside a publish: the call's records are
+    all queued anyway and `stop` delivers them, so no changelog partition ends on a
+    multi-record batch (which table recovery would read short)."""
+    topic = f"{uuid.uuid4().hex[:8]}.changelog"
+    create_topics(broker.bootstrap, [TopicSpec(topic, PARTITIONS, {})])
+    placed = [(topic, n % PARTITIONS, f"k{n}".encode(), f"v{n}".encode()) for n in range(40)]
+
+    async def cancelled_publish() -> None:
+        publisher = BatchPublisher(broker.bootstrap, "test-cancel", last_record_alone=True)
+        await publisher.start()
+        call = asyncio.create_task(publisher.publish([], placed))
+        await asyncio.sleep(0)  # the call has queued its first batches, not its last records
+        call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await call
+        await publisher.stop()
+
+    asyncio.run(cancelled_publish())
+    got = read_all(broker.bootstrap, topic, len(placed))
+    assert sorted(v for _, _, v in got) == sorted(v for *_, v in placed)
+    assert end_offsets(broker.bootstrap, topic) == {p: 10 for p in range(PARTITIONS)}
