@@ -20,8 +20,7 @@ from typing import Any
 
 import faust
 import orjson
-from faust.sensors import Monitor
-from faust.types import TP, TableT
+from faust.types import TableT
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from greenlane.agents.metrics import WorkerMetrics, faust_consumer_lag
@@ -117,30 +116,6 @@ class JsonTable(MutableMapping[str, Any]):
         return len(self.table)
 
 
-class LeanMonitor(Monitor):
-    """Faust's monitor without its per-message and per-event bookkeeping.
-
-    Faust's `Monitor` counts every message and event by topic, stream and task and times
-    each one, for Faust's own web statistics, which Greenlane does not serve (its metrics
-    are in `/metrics`). Kept: the time a partition's stream last took an event, which Faust's
-    slow-processing diagnostics read; and everything that is not per event.
-    """
-
-    def on_message_in(self, tp: TP, offset: int, message: Any) -> None:
-        return None
-
-    def on_stream_event_in(self, tp: TP, offset: int, stream: Any, event: Any) -> None:
-        self.stream_inbound_time[tp] = time.monotonic()
-
-    def on_stream_event_out(
-        self, tp: TP, offset: int, stream: Any, event: Any, state: dict[str, Any] | None = None
-    ) -> None:
-        return None
-
-    def on_message_out(self, tp: TP, offset: int, message: Any) -> None:
-        return None
-
-
 def faust_settings(settings: Settings) -> dict[str, Any]:
     """Faust configuration for these settings (with the embedded broker's workarounds)."""
     conf: dict[str, Any] = {
@@ -160,7 +135,6 @@ def faust_settings(settings: Settings) -> dict[str, Any]:
         # there): unprocessed events are not committed and are read again, and every effect
         # is idempotent, so nothing is lost or doubled.
         "stream_wait_empty": False,
-        "Monitor": LeanMonitor,
     }
     if settings.embedded_broker:
         conf.update(TANSU_FAUST_WORKAROUNDS)

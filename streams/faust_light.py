@@ -12,7 +12,8 @@ record (read, stream in, stream out, acknowledged) through the sensor delegate, 
 and counting it by topic, stream and task: about 2.3 µs of a counting agent's 22 µs per
 record (paired `bench/faust_floor.py` runs). Greenlane reads none of it (its metrics are its
 own, and consumer lag comes from the consumer's offsets), so `LeanMonitor` skips those
-per-record hooks; Faust's stats views then show no per-record counts or latencies. Every
+per-record hooks, but for the time a partition's stream last took an event (read by Faust's
+slow-processing check); Faust's stats views then show no per-record counts or latencies. Every
 other statistic (commits, sends, rebalances, assignments, tables) is kept. (Under
 `take_events` Faust already recorded no per-event latency: its acks pass no sensor state.)
 
@@ -27,6 +28,7 @@ takes Faust's way).
 
 from __future__ import annotations
 
+from time import monotonic
 from typing import Any
 
 from faust.sensors import Monitor
@@ -63,6 +65,9 @@ class LeanMonitor(Monitor):
     def on_stream_event_in(
         self, tp: TP, offset: int, stream: StreamT[Any], event: EventT[Any]
     ) -> dict[str, Any] | None:
+        # Kept: Faust's slow-processing check reads when a partition's stream last took an
+        # event, and without it logs an idle stream while a backlog is being worked off.
+        self.stream_inbound_time[tp] = monotonic()
         return None
 
     def on_stream_event_out(
