@@ -132,10 +132,17 @@ def start_profiler(pid: int, out: Path) -> subprocess.Popen[bytes]:
     )
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process `pid` so far (all its threads; Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def measure_worker(
     env: dict[str, str], url: str, n: int, timeout: float, profile: Path | None = None
-) -> tuple[float, float]:
-    """Run the worker until its /metrics count reaches n; (events counted, seconds).
+) -> tuple[float, float, float]:
+    """Run the worker until its /metrics count reaches n; (events counted, seconds, the
+    worker's CPU seconds over them).
 
     With `profile`, py-spy samples the worker from its first counted event to the last.
     """
@@ -146,6 +153,7 @@ def measure_worker(
         stderr=subprocess.DEVNULL,
     )
     first = last = None
+    cpu_first = cpu = 0.0
     profiler: subprocess.Popen[bytes] | None = None
     count = 0.0
     deadline = time.perf_counter() + timeout
@@ -158,10 +166,12 @@ def measure_worker(
             now = time.perf_counter()
             if count > 0 and first is None:
                 first = (now, count)
+                cpu_first = cpu_seconds(worker.pid)
                 if profile is not None:
                     profiler = start_profiler(worker.pid, profile)
             if count >= n:
                 last = (now, count)
+                cpu = cpu_seconds(worker.pid) - cpu_first
                 break
             if worker.poll() is not None:
                 raise SystemExit(f"worker exited with status {worker.returncode}")
@@ -180,7 +190,7 @@ def measure_worker(
             worker.wait()
             print("worker did not stop within 30 s of SIGTERM", file=sys.stderr)
     assert first is not None and last is not None
-    return last[1] - first[1], last[0] - first[0]
+    return last[1] - first[1], last[0] - first[0], cpu
 
 
 def main() -> None:
@@ -256,7 +266,7 @@ def main() -> None:
         )
         batch_size = worker_max_batch_size(env)
         url = f"http://127.0.0.1:{port}/metrics"
-        counted, seconds = measure_worker(env, url, args.events, args.timeout, args.profile)
+        counted, seconds, cpu = measure_worker(env, url, args.events, args.timeout, args.profile)
     rate = counted / seconds if seconds > 0 else float("nan")
     worker_one_per_batch = one_record_per_batch(batch_size)
     # The pipeline run with the same batching as the worker is the one to compare against.
@@ -274,6 +284,9 @@ def main() -> None:
         "raw_consume_events_per_s": round(refs["raw_consume"].events_per_s),
         "pipeline_events_per_s": pipeline,
         "worker_events_per_s": round(rate),
+        # The worker process's CPU time per event (all threads): steadier than the rate when
+        # other processes share the cores.
+        "worker_cpu_us_per_event": round(cpu / counted * 1e6, 1),
         "worker_to_pipeline_ratio": round(rate / pipeline[same], 3),
         "worker_compared_with": f"pipeline_events_per_s.{same}",
         "seconds": {
