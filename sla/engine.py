@@ -1054,32 +1054,50 @@ def _project(
     else:
         checkpoint = FoldCheckpoint(history[:done], last_at, folds, last_ticket_state)
     records: list[Record] = []
-    snapshots: list[SlaSnapshot] = []
     wakeups = [e.at for e in history[done:]] if done < len(history) else []
-    for fold in folds:
-        if fold.records:
-            records.extend(fold.records)
-            fold.records = ()  # not kept alive by the checkpoint
-        if fold.dead:
-            assert fold.final is not None
-            snapshots.append(fold.final)
-            continue
-        # Time passing up to `now` happens on a copy, so the checkpoint stays at the last
-        # event; a fold that time leaves as it is needs no copy.
-        if fold.fires_by(until):
-            fold = fold.fork()
-            fold.advance(until)
-            records.extend(fold.records)
-        snapshot, wakeup = fold.standing(until)
-        snapshots.append(snapshot)
-        if wakeup is not None:
-            wakeups.append(wakeup)
+    snapshots = _stand(folds, until, records, wakeups)
     projection = Projection(
         records=tuple(records),
-        snapshots=tuple(snapshots),
+        snapshots=snapshots,
         next_wakeup=min(wakeups) if wakeups else None,
     )
     return projection, checkpoint
+
+
+def _stand(
+    folds: Sequence[_TargetFold],
+    until: datetime,
+    records: list[Record] | None,
+    wakeups: list[datetime] | None,
+) -> tuple[SlaSnapshot, ...]:
+    """Where `folds` stand at `until`, after their last event; the wake-ups go to `wakeups`.
+
+    Time passing up to `until` happens on a copy, so a fold stays at its last event (a
+    checkpoint); a fold that time leaves as it is needs no copy. With `records`, the folds'
+    records (of their events, then of time passing) go to it, and the folds no longer hold
+    them. Without `wakeups`, only records are wanted: no standing is worked out.
+    """
+    snapshots: list[SlaSnapshot] = []
+    for fold in folds:
+        if records is not None and fold.records:
+            records.extend(fold.records)
+            fold.records = ()  # not kept alive by the checkpoint
+        if fold.dead:
+            if wakeups is not None:
+                assert fold.final is not None
+                snapshots.append(fold.final)
+            continue
+        if fold.fires_by(until):
+            fold = fold.fork()
+            fold.advance(until)
+            if records is not None:
+                records.extend(fold.records)
+        if wakeups is not None:
+            snapshot, wakeup = fold.standing(until)
+            snapshots.append(snapshot)
+            if wakeup is not None:
+                wakeups.append(wakeup)
+    return tuple(snapshots)
 
 
 def project(
@@ -1284,27 +1302,13 @@ class Tracker:
                 fold.apply(ev, sigs)
         checkpoint.events, checkpoint.last_at = history, ev.at
         records: list[Record] = []
-        snapshots: list[SlaSnapshot] = []
-        wakeups: list[datetime] = []
-        for fold in folds:  # as `_project` does after the events
-            if fold.records:
-                records.extend(fold.records)
-                fold.records = ()
-            if fold.dead:
-                if last:
-                    assert fold.final is not None
-                    snapshots.append(fold.final)
-                continue
-            if fold.fires_by(now):
-                fold = fold.fork()
-                fold.advance(now)
-                records.extend(fold.records)
-            if last:
-                snapshot, wakeup = fold.standing(now)
-                snapshots.append(snapshot)
-                if wakeup is not None:
-                    wakeups.append(wakeup)
-        run.standing = (tuple(snapshots), min(wakeups) if wakeups else None) if last else None
+        if last:
+            wakeups: list[datetime] = []
+            snapshots = _stand(folds, now, records, wakeups)
+            run.standing = (snapshots, min(wakeups) if wakeups else None)
+        else:
+            _stand(folds, now, records, None)
+            run.standing = None
         new = tuple(records)
         new_ids = {r.record_id for r in new} if new else set()
         if delivery is not None:
@@ -1318,21 +1322,9 @@ class Tracker:
         """The state a quick run has come to (as `apply` builds it), its folds kept again."""
         checkpoint = run.checkpoint
         if run.standing is None:
-            snapshots: list[SlaSnapshot] = []
             wakeups: list[datetime] = []
-            for fold in checkpoint.folds:
-                if fold.dead:
-                    assert fold.final is not None
-                    snapshots.append(fold.final)
-                    continue
-                if fold.fires_by(now):
-                    fold = fold.fork()
-                    fold.advance(now)
-                snapshot, wakeup = fold.standing(now)
-                snapshots.append(snapshot)
-                if wakeup is not None:
-                    wakeups.append(wakeup)
-            run.standing = (tuple(snapshots), min(wakeups) if wakeups else None)
+            snapshots = _stand(checkpoint.folds, now, None, wakeups)
+            run.standing = (snapshots, min(wakeups) if wakeups else None)
         self._checkpoints[run.key] = checkpoint
         if len(self._checkpoints) > self.max_checkpoints:
             self._checkpoints.popitem(last=False)
