@@ -338,8 +338,10 @@ class TrackerService:
         """
         now = self.clock()
         outputs: list[Output] = []
-        memos = self._tick_memos(partition) if tick is not None else {}
-        if tick is not None:  # read again: what this tick produced may never have left
+        memos: dict[str, list[str]] = {}
+        if tick is not None:
+            memos = self._tick_memos(partition)
+            # If this tick is read again, what it produced may never have left.
             for key in memos.get(tick, ()):
                 _, state = self._load(key)
                 if state is not None:
