@@ -157,8 +157,7 @@ def test_after_waiting_for_a_full_queue_delivery_waits_for_the_low_mark() -> Non
             await asyncio.sleep(0)
             assert not task.done()
         queue.get_nowait()  # a read finds it at the low mark
-        await asyncio.sleep(0.01)
-        assert task.done()
+        await asyncio.wait_for(task, 0.5)  # well before the wait's own 1 s timeout
         assert not queue._pending_pressure_drop_callbacks
 
     run(main())
@@ -167,26 +166,26 @@ def test_after_waiting_for_a_full_queue_delivery_waits_for_the_low_mark() -> Non
 def test_the_wait_for_room_ends_on_a_rebalance_and_after_its_timeout(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    async def main() -> None:
+    async def waiting_for_room() -> tuple[FlowControlQueue[Any], FakeConsumer, asyncio.Task[Any]]:
+        """A delivery that got its slot and now waits for the queue's low mark."""
         queue = make_queue(10)
         consumer = FakeConsumer([FakeChannel(queue)])
         task = await fill_then_wait(consumer, queue)
         queue.get_nowait()
         await asyncio.sleep(0.01)
         assert not task.done()
+        return queue, consumer, task
+
+    async def main() -> None:
+        _, consumer, task = await waiting_for_room()
         consumer.suspend_flow.set()
-        await asyncio.sleep(0.01)
-        assert task.done()
+        await asyncio.wait_for(task, 0.5)  # the rebalance ends it, well before its 1 s timeout
 
         monkeypatch.setattr(faust_drain, "ROOM_WAIT_S", 0.05)
-        queue = make_queue(10)
-        consumer = FakeConsumer([FakeChannel(queue)])
-        task = await fill_then_wait(consumer, queue)
-        queue.get_nowait()
-        await asyncio.sleep(0.01)
-        assert not task.done()
-        await asyncio.sleep(0.1)  # nobody reads: it gives up waiting
-        assert task.done()
+        queue, _, task = await waiting_for_room()
+        waited_from = asyncio.get_running_loop().time()
+        await asyncio.wait_for(task, 1)  # nobody reads: it gives up waiting
+        assert asyncio.get_running_loop().time() - waited_from >= 0.03
         assert not queue._pending_pressure_drop_callbacks
 
     run(main())
