@@ -54,17 +54,6 @@ class MessageLike(Protocol):
     def value(self) -> bytes | None: ...
 
 
-@dataclass(frozen=True, slots=True)
-class Message:
-    """One message as read: where from, and its raw key and value."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-
-
 def partitioned_put(table: MutableMapping[str, Any]) -> Put:
     """How to write `table` to a given partition: its own `put(key, partition, value)` when it
     has one (a Faust table, whose changelog partition must not depend on the event that

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import base64
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
 from greenlane.agents.metrics import WorkerMetrics
-from greenlane.agents.tracking import TICK_MEMOS, Message, TrackerService, tick_memo_key
+from greenlane.agents.tracking import TICK_MEMOS, TrackerService, tick_memo_key
 from greenlane.config.loader import load_policy
 from greenlane.config.settings import EXAMPLE_POLICY, TopicSettings
 from greenlane.sla.engine import Tracker
@@ -241,6 +241,16 @@ def test_a_redelivery_republishes_but_a_producers_duplicate_does_not() -> None:
     # The same event sent again by its producer: a new offset, nothing to publish.
     assert service.handle(TOPICS.tickets, 1, 11, KEY, FAULT) == []
     assert metric(service, "greenlane_events_total", outcome="duplicate") == 2
+
+
+class Message(NamedTuple):
+    """A message as `handle_batch` reads it (the worker hands it Faust's own)."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
 
 
 def record_ids(outputs: list[Any]) -> list[str]:
