@@ -27,8 +27,8 @@ through a task of its own, under `wait_first`): no gain. So once a delivery had 
 left a queue above its high-pressure mark (where Faust already stops fetching that
 partition), the loop waits until the stream has read it down to its low mark (Faust's
 `FlowControlQueue` marks, 80 % and 40 % of `stream_buffer_maxsize`; the queue checks the low
-mark on `get_nowait`, which Faust's stream iterator uses with `cython_optimizations`, and
-otherwise only once empty), then delivers the next records without waiting. That wait
+mark on `get_nowait` and, as Faust's stream iterator reads it, once empty), or for at most
+`ROOM_WAIT_S`, then delivers the next records without waiting. That wait
 ends, like a delivery's, on a rebalance, a stop or a crash.
 """
 
