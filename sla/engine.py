@@ -829,11 +829,15 @@ def projected_finish(
 ) -> datetime | None:
     """When the provisioning will be done if every stage ahead takes its budget.
 
-    The stage in progress is given what is left of its budget (none if it has overrun);
-    each stage not yet started adds its budget and a hand-off before it. Counted from
-    `now` in the stages' calendar, through `end_stage` (default: the last stage). None when
-    the policy has no stage order. No anchor tool predicts; this lets operations act before
-    the first rung fires.
+    The stages in progress run side by side: the longest of what is left of their budgets
+    (none for one that has overrun) comes first; each stage not yet started adds its budget
+    and a hand-off before it. Counted from `now` in the stages' calendar, through
+    `end_stage` (default: the last stage). None when the policy has no stage order. No
+    anchor tool predicts; this lets operations act before the first rung fires.
+
+    As time passes with no stage moving, the finish never comes earlier (adding up two
+    stages in progress would bring it closer by one second every second), so a prediction
+    turns late at most once.
     """
     order = list(policy.stage_order)
     if not order:
@@ -850,17 +854,19 @@ def projected_finish(
             started.setdefault(ev.stage, ev.at)
         elif ev.status == "completed":
             completed.add(ev.stage)
-    remaining = 0
+    in_progress = 0
+    ahead = 0
+    handoff = policy.handoff_budget.as_seconds(day) if policy.handoff_budget else 0
     for stage in order:
         if stage in completed:
             continue
         budget = policy.stages[stage].budget.as_seconds(day)
         if stage in started:
-            remaining += max(0, budget - calendar.between(started[stage], now))
+            left = budget - calendar.between(started[stage], now)
+            in_progress = max(in_progress, left)
         else:
-            handoff = policy.handoff_budget.as_seconds(day) if policy.handoff_budget else 0
-            remaining += budget + handoff
-    return calendar.add(now, remaining)
+            ahead += budget + handoff
+    return calendar.add(now, in_progress + ahead)
 
 
 def promise_target(sla: SlaDefinition, state: RequestState) -> Target | None:

@@ -50,6 +50,22 @@ def test_projected_finish_adds_what_is_left_of_each_stage_and_its_hand_off() -> 
     )
 
 
+def test_stages_in_progress_at_once_run_side_by_side() -> None:
+    # survey (3 d) and resource_check (1 d) both started, neither done: the longer remainder
+    # comes first, not their sum, so the finish does not come closer as time passes.
+    history = [
+        stage("survey", "started", T0),
+        stage("resource_check", "started", T0 + HOUR),
+    ]
+    after = (DAY + 4 * HOUR) + (3 * DAY + 4 * HOUR) + 3 * (4 * HOUR + 4 * HOUR)
+    finishes = [
+        projected_finish(history, POLICY, T0 + HOUR + k * 6 * HOUR, AlwaysOpen()) for k in range(16)
+    ]
+    assert finishes[0] == T0 + 3 * DAY + after
+    assert finishes == sorted(finishes)  # never earlier as time passes
+    assert finishes[-1] > finishes[0]  # later, once both overran
+
+
 def event(event_id: str, event_type: str, at: datetime, data: dict[str, Any]) -> Any:
     return decode_event(
         orjson.dumps(
