@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Iterable, MutableMapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from greenlane.agents.metrics import WorkerMetrics
 from greenlane.sla.accounts import merged_contacts, resolve_tier
@@ -21,7 +21,7 @@ from greenlane.sla.due_index import DueIndex
 from greenlane.sla.engine import Step, Tracker, apply_account
 from greenlane.sla.records import Escalation, Record
 from greenlane.sla.state import AccountState, RequestStanding, RequestState, request_key
-from greenlane.streams.codec import DecodeError, decode_event
+from greenlane.streams.codec import DecodeError, Event, decode_event
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,20 @@ class MessageLike(Protocol):
     def key(self) -> bytes | None: ...
     @property
     def value(self) -> bytes | None: ...
+
+
+class Received(NamedTuple):
+    """A message as `handle_safely` is given it."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
+def _fields(m: MessageLike) -> tuple[str, int, int, bytes | None, bytes | None]:
+    return m.topic, m.partition, m.offset, m.key, m.value
 
 
 def partitioned_put(table: MutableMapping[str, Any]) -> Put:
@@ -156,8 +170,7 @@ class TrackerService:
             return None, None
         return int(raw["p"]), RequestState.from_dict(raw["s"])
 
-    def _store(self, partition: int, before: RequestState | None, step: Step) -> None:
-        state = step.state
+    def _store(self, partition: int, before: RequestState | None, state: RequestState) -> None:
         if self._batch is not None:
             self._batch[state.key] = (partition, state)
             self._dirty.add(state.key)
@@ -228,34 +241,50 @@ class TrackerService:
         """Process one message from an input or tick topic; returns what to publish."""
         if topic == self.topics["ticks"]:
             return self.sweep(partition, tick=f"{topic}:{partition}:{offset}")
-        now = self.clock()
         try:
             event = decode_event(value, key)
         except DecodeError as error:
-            log.warning("dead letter %s[%s] offset=%s: %s", topic, partition, offset, error)
-            self.metrics.dead_letters.labels(error.reason).inc()
-            self._count(topic, "unknown", "dead_letter")
-            record = dead_letter(topic, partition, offset, key, value, error, now)
-            dl_key = key.decode("utf-8", "replace") if key else ""
-            return [Output(self.topics["deadletter"], dl_key, record)]
+            return self._rejected(topic, partition, offset, key, value, error)
         if event.is_account_event:
-            before_raw = self.accounts.get(event.account_id)
-            before = AccountState.from_dict(before_raw) if before_raw else None
-            after = apply_account(before, event)
-            outcome = "processed" if after is not before else "duplicate"
-            if after is not before:
-                self._put_account(event.account_id, partition, after.to_dict())
-                self._contexts.clear()  # a group's change reaches its branches' contexts
-            self._count(topic, event.event_type, outcome)
-            return []
+            return self._apply_account_event(topic, partition, event)
+        return self._apply_request_event(topic, partition, offset, event, self.clock())
+
+    def _rejected(
+        self,
+        topic: str,
+        partition: int,
+        offset: int,
+        key: bytes | None,
+        value: bytes | None,
+        error: DecodeError,
+    ) -> list[Output]:
+        log.warning("dead letter %s[%s] offset=%s: %s", topic, partition, offset, error)
+        self.metrics.dead_letters.labels(error.reason).inc()
+        self._count(topic, "unknown", "dead_letter")
+        record = dead_letter(topic, partition, offset, key, value, error, self.clock())
+        dl_key = key.decode("utf-8", "replace") if key else ""
+        return [Output(self.topics["deadletter"], dl_key, record)]
+
+    def _apply_account_event(self, topic: str, partition: int, event: Event) -> list[Output]:
+        before_raw = self.accounts.get(event.account_id)
+        before = AccountState.from_dict(before_raw) if before_raw else None
+        after = apply_account(before, event)
+        outcome = "processed" if after is not before else "duplicate"
+        if after is not before:
+            self._put_account(event.account_id, partition, after.to_dict())
+            self._contexts.clear()  # a group's change reaches its branches' contexts
+        self._count(topic, event.event_type, outcome)
+        return []
+
+    def _apply_request_event(
+        self, topic: str, partition: int, offset: int, event: Event, now: datetime
+    ) -> list[Output]:
         assert event.request_id is not None
         _, state = self._load(request_key(event.account_id, event.request_id))
-        account_raw = self.accounts.get(event.account_id)
-        account = AccountState.from_dict(account_raw) if account_raw else None
         step = self.tracker.apply(
             state,
             event,
-            account,
+            self._account(event.account_id),
             now,
             lookup=self._account,
             delivery=f"{topic}:{partition}:{offset}",
@@ -264,8 +293,52 @@ class TrackerService:
         if step.duplicate:
             # A redelivery after a crash: what this message produced may never have left.
             return self._outputs(step.republish, count=False)
-        self._store(partition, state, step)
+        self._store(partition, state, step.state)
         return self._outputs(step.records)
+
+    def _apply_request_events(
+        self, now: datetime, pending: list[tuple[MessageLike, Event]]
+    ) -> list[list[Output]]:
+        """Several events of one request, in order, in one `Tracker.apply_many`: what each
+        message produced, as `handle_safely` one by one would have."""
+        if len(pending) > 1:
+            first = pending[0][1]
+            assert first.request_id is not None
+            _, state = self._load(request_key(first.account_id, first.request_id))
+            try:
+                folded = self.tracker.apply_many(
+                    state,
+                    [event for _, event in pending],
+                    self._account(first.account_id),
+                    now,
+                    lookup=self._account,
+                    deliveries=[f"{m.topic}:{m.partition}:{m.offset}" for m, _ in pending],
+                )
+                outcomes = folded.outcomes
+                produced = [
+                    self._outputs(o.republish if o.duplicate else o.records, count=False)
+                    for o in outcomes
+                ]
+            except Exception:
+                # Nothing was kept or counted: one by one, the events before the failing one
+                # apply and it alone goes to the dead-letter topic.
+                log.debug("apply_many failed; the request's events go one by one", exc_info=True)
+            else:
+                published = time.time()
+                for (m, event), outcome in zip(pending, outcomes, strict=True):
+                    if outcome.duplicate:
+                        self._count(m.topic, event.event_type, "duplicate")
+                        continue
+                    self._count(m.topic, event.event_type, "processed")
+                    for record in outcome.records:
+                        self.metrics.record_published(record, published)
+                if not all(outcome.duplicate for outcome in outcomes):
+                    self._store(pending[0][0].partition, state, folded.state)
+                return produced
+        return [
+            self._safely(m, self._apply_request_event, m.topic, m.partition, m.offset, event, now)
+            for m, event in pending
+        ]
 
     def handle_safely(
         self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None
@@ -275,44 +348,90 @@ class TrackerService:
         Decoding has already accepted such a message, so the error is ours; the event is kept
         in the dead-letter topic (reason `processing_error`) to be replayed once fixed.
         """
+        message = Received(topic, partition, offset, key, value)
+        return self._safely(message, self.handle, *message)
+
+    def _safely(
+        self, m: MessageLike, work: Callable[..., list[Output]], *args: Any
+    ) -> list[Output]:
+        """`work(*args)` on behalf of message `m`; a failure dead-letters `m`."""
         try:
-            return self.handle(topic, partition, offset, key, value)
+            return work(*args)
         except CalendarGapError as gap:
             # Never guessed: the event waits in the dead-letter topic until the year's
             # official schedule is in the policy, then it is replayed.
-            log.error("calendar gap %s[%s] offset=%s: %s", topic, partition, offset, gap)
+            log.error("calendar gap %s[%s] offset=%s: %s", m.topic, m.partition, m.offset, gap)
             error = DecodeError("calendar_gap", str(gap))
         except Exception as exc:
-            log.exception("processing failed %s[%s] offset=%s", topic, partition, offset)
+            log.exception("processing failed %s[%s] offset=%s", m.topic, m.partition, m.offset)
             error = DecodeError("processing_error", f"{type(exc).__name__}: {exc}")
         self.metrics.dead_letters.labels(error.reason).inc()
-        self._count(topic, "unknown", "dead_letter")
-        record = dead_letter(topic, partition, offset, key, value, error, self.clock())
-        dl_key = key.decode("utf-8", "replace") if key else ""
+        self._count(m.topic, "unknown", "dead_letter")
+        record = dead_letter(m.topic, m.partition, m.offset, m.key, m.value, error, self.clock())
+        dl_key = m.key.decode("utf-8", "replace") if m.key else ""
         return [Output(self.topics["deadletter"], dl_key, record)]
 
     def handle_batch(self, messages: Iterable[MessageLike]) -> list[Output]:
-        """`handle_safely` for each message in order, with each request's state written once.
+        """`handle_safely` for each message in order, with each request's events folded
+        together and its state written once.
 
-        Outputs come in message order. The states are written before this returns (the
-        caller sends their changelog records with the outputs). The open-SLA gauge and the
-        event counts are updated once per request and per label set, at the end.
+        Outputs come in message order. Between two ticks or account events (either may
+        change what every request sees), a request's events are applied in one
+        `Tracker.apply_many` call with one reading of the clock: a worker catching up reads
+        many events of one request in a batch. The states are written before this returns
+        (the caller sends their changelog records with the outputs). The open-SLA gauge and
+        the event counts are updated once per request and per label set, at the end.
         """
         self._batch, self._dirty, self._before, self._tally = {}, set(), {}, {}
         self._contexts.clear()
         outputs: list[Output] = []
-        handle = self.handle_safely
+        # Since the last tick or account event: each message's outputs (None until its
+        # request's events are applied) and each request's waiting events, by first arrival.
+        slots: list[list[Output] | None] = []
+        waiting: dict[str, list[tuple[int, MessageLike, Event]]] = {}
+
+        def apply_waiting() -> None:
+            now = self.clock()
+            for pending in waiting.values():
+                produced = self._apply_request_events(now, [(m, ev) for _, m, ev in pending])
+                for (slot, _, _), out in zip(pending, produced, strict=True):
+                    slots[slot] = out
+            for slot_outputs in slots:
+                assert slot_outputs is not None
+                outputs.extend(slot_outputs)
+            slots.clear()
+            waiting.clear()
+
+        ticks = self.topics["ticks"]
         try:
             for m in messages:
-                outputs.extend(handle(m.topic, m.partition, m.offset, m.key, m.value))
+                if m.topic == ticks:
+                    apply_waiting()
+                    outputs.extend(self._safely(m, self.handle, *_fields(m)))
+                    continue
+                try:
+                    event = decode_event(m.value, m.key)
+                except DecodeError as error:
+                    slots.append(self._rejected(*_fields(m), error))
+                    continue
+                if event.is_account_event:
+                    apply_waiting()
+                    work = self._apply_account_event
+                    outputs.extend(self._safely(m, work, m.topic, m.partition, event))
+                    continue
+                assert event.request_id is not None
+                request = request_key(event.account_id, event.request_id)
+                waiting.setdefault(request, []).append((len(slots), m, event))
+                slots.append(None)
+            apply_waiting()
         finally:
             batch, dirty, before, tally = self._batch, self._dirty, self._before, self._tally
             self._batch, self._dirty, self._before, self._tally = None, set(), {}, None
             gauge = self.metrics.open_slas
-            for key in sorted(dirty):
-                partition, state = batch[key]
-                self._write(key, partition, state)
-                gauge.update(partition, before.get(key), state)
+            for request in sorted(dirty):
+                partition, state = batch[request]
+                self._write(request, partition, state)
+                gauge.update(partition, before.get(request), state)
             for labels, n in tally.items():
                 self.metrics.count_events(*labels, n=n)
         return outputs
@@ -355,7 +474,7 @@ class TrackerService:
         if tick is not None and swept:
             self._remember_tick(partition, memos, tick, swept)
         for stored_partition, state, step in steps:
-            self._store(stored_partition, state, step)
+            self._store(stored_partition, state, step.state)
             outputs.extend(self._outputs(step.records))
         return outputs
 
