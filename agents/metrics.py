@@ -101,6 +101,20 @@ class OpenSlaGauge(Collector):
         yield family
 
 
+class Tally:
+    """A batch's counter increments, added up per labelled series: a counter's `inc` takes
+    a lock, so a batch adds each series' total once at its end (`WorkerMetrics.add_tally`)."""
+
+    __slots__ = ("totals",)
+
+    def __init__(self) -> None:
+        self.totals: dict[Any, float] = {}
+
+    def inc(self, child: Any, amount: float = 1.0) -> None:
+        """Add `amount` to a counter child's total for the batch."""
+        self.totals[child] = self.totals.get(child, 0.0) + amount
+
+
 class WorkerMetrics:
     """Every metric the tracker worker exports, on its own registry."""
 
@@ -180,34 +194,50 @@ class WorkerMetrics:
             child = self._children[key] = metric.labels(*labels)
         return child
 
-    def count_events(self, topic: str, event_type: str, outcome: str, n: int = 1) -> None:
-        """Count `n` input events (`greenlane_events_total`)."""
-        self._child(self.events, topic, event_type, outcome).inc(n)
+    def count_events(
+        self, topic: str, event_type: str, outcome: str, tally: Tally | None = None
+    ) -> None:
+        """Count an input event (`greenlane_events_total`): at once, or into `tally`."""
+        _inc(self._child(self.events, topic, event_type, outcome), 1.0, tally)
+
+    def add_tally(self, tally: Tally) -> None:
+        """Add a batch's counter totals to their series."""
+        for child, amount in tally.totals.items():
+            child.inc(amount)
 
     def set_build_info(self, policy_version: str) -> None:
         """Publish `greenlane_build_info{version, policy_version} 1` (one series only)."""
         self.build_info.clear()
         self.build_info.labels(greenlane_version(), policy_version).set(1)
 
-    def record_published(self, record: Record, published_at_epoch: float) -> None:
+    def record_published(
+        self, record: Record, published_at_epoch: float, tally: Tally | None = None
+    ) -> None:
         """Count one published record; a rung also observes how late it came, an SLA's end
-        its business time to complete, and a breach the stages it names as over budget."""
+        its business time to complete, and a breach the stages it names as over budget.
+        Counter increments go into `tally` when one is given (observations never wait)."""
         child = self._child
         if isinstance(record, SlaChange):
             labels = (record.service, record.target, record.tier, record.kind)
-            child(self.sla_changes, *labels).inc()
+            _inc(child(self.sla_changes, *labels), 1.0, tally)
             if record.kind in ("met", "stopped"):
                 child(self.completion, *labels).observe(record.elapsed_s)
             for over in record.attribution or ():
                 stage = (record.service, over.stage, over.department)
-                child(self.breach_attributions, *stage).inc()
-                child(self.breach_over_budget, *stage).inc(over.over_budget_s)
+                _inc(child(self.breach_attributions, *stage), 1.0, tally)
+                _inc(child(self.breach_over_budget, *stage), over.over_budget_s, tally)
         elif isinstance(record, Escalation):
-            child(
-                self.escalations, record.service, record.target, record.tier, str(record.rung)
-            ).inc()
+            rung = (record.service, record.target, record.tier, str(record.rung))
+            _inc(child(self.escalations, *rung), 1.0, tally)
             lateness = published_at_epoch - record.fire_at.timestamp()
             self.rung_lateness.observe(max(0.0, lateness))
+
+
+def _inc(child: Any, amount: float, tally: Tally | None) -> None:
+    if tally is None:
+        child.inc(amount)
+    else:
+        tally.inc(child, amount)
 
 
 def greenlane_version() -> str:

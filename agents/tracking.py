@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple, Protocol
 
-from greenlane.agents.metrics import WorkerMetrics
+from greenlane.agents.metrics import Tally, WorkerMetrics
 from greenlane.sla.accounts import merged_contacts, resolve_tier
 from greenlane.sla.calendar import CalendarGapError
 from greenlane.sla.due_index import DueIndex
@@ -151,7 +151,7 @@ class TrackerService:
         # Within a batch, each request's state before the batch (for the open-SLA gauge,
         # updated once per request at the end) and the input events counted so far.
         self._before: dict[str, RequestState | None] = {}
-        self._tally: dict[tuple[str, str, str], int] | None = None
+        self._tally: Tally | None = None
         self._contexts: dict[str, dict[str, Any] | None] = {}
         self.topics = {
             "sla_change": sla_changes_topic,
@@ -183,11 +183,7 @@ class TrackerService:
 
     def _count(self, topic: str, event_type: str, outcome: str) -> None:
         """Count an input event: at once, or at the end of the batch being handled."""
-        if self._tally is None:
-            self.metrics.count_events(topic, event_type, outcome)
-        else:
-            key = (topic, event_type, outcome)
-            self._tally[key] = self._tally.get(key, 0) + 1
+        self.metrics.count_events(topic, event_type, outcome, self._tally)
 
     def _write(self, key: str, partition: int, state: RequestState) -> None:
         self._put_request(key, partition, {"p": partition, "s": state.to_dict()})
@@ -197,7 +193,7 @@ class TrackerService:
         out = []
         for record in records:
             if count:
-                self.metrics.record_published(record, published)
+                self.metrics.record_published(record, published, self._tally)
             value = record.to_dict()
             if isinstance(record, Escalation):
                 # Whoever is notified needs the account's people: carry them with the rung.
@@ -331,7 +327,7 @@ class TrackerService:
                         continue
                     self._count(m.topic, event.event_type, "processed")
                     for record in outcome.records:
-                        self.metrics.record_published(record, published)
+                        self.metrics.record_published(record, published, self._tally)
                 if not all(outcome.duplicate for outcome in outcomes):
                     self._store(pending[0][0].partition, state, folded.state)
                 return produced
@@ -382,7 +378,7 @@ class TrackerService:
         (the caller sends their changelog records with the outputs). The open-SLA gauge and
         the event counts are updated once per request and per label set, at the end.
         """
-        self._batch, self._dirty, self._before, self._tally = {}, set(), {}, {}
+        self._batch, self._dirty, self._before, self._tally = {}, set(), {}, Tally()
         self._contexts.clear()
         outputs: list[Output] = []
         # Since the last tick or account event: each message's outputs (None until its
@@ -432,8 +428,8 @@ class TrackerService:
                 partition, state = batch[request]
                 self._write(request, partition, state)
                 gauge.update(partition, before.get(request), state)
-            for labels, n in tally.items():
-                self.metrics.count_events(*labels, n=n)
+            if tally is not None:
+                self.metrics.add_tally(tally)
         return outputs
 
     def sweep(self, partition: int, tick: str | None = None) -> list[Output]:

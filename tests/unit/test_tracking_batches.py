@@ -105,7 +105,15 @@ def test_a_batch_gives_what_its_messages_give_one_by_one(
     for outcome in ("processed", "duplicate", "dead_letter"):
         counted = metric(in_batches, "greenlane_events_total", outcome=outcome)
         assert counted == metric(singly, "greenlane_events_total", outcome=outcome)
-    assert metric(in_batches, "greenlane_open_slas") == metric(singly, "greenlane_open_slas")
+    for name in (
+        "greenlane_open_slas",
+        "greenlane_sla_changes_total",
+        "greenlane_escalations_total",
+        "greenlane_rung_lateness_seconds_count",
+        "greenlane_sla_completion_business_seconds_count",
+        "greenlane_breach_attributions_total",
+    ):
+        assert metric(in_batches, name) == metric(singly, name), name
 
 
 def test_an_error_folding_a_request_dead_letters_only_the_event_that_fails() -> None:
