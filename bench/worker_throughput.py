@@ -136,10 +136,16 @@ def start_profiler(pid: int, out: Path) -> subprocess.Popen[bytes]:
 
 
 def measure_worker(
-    env: dict[str, str], url: str, n: int, timeout: float, profile: Path | None = None
+    env: dict[str, str],
+    url: str,
+    n: int,
+    timeout: float,
+    profile: Path | None = None,
+    scrape_every: float = 0.05,
 ) -> tuple[float, float, float]:
     """Run the worker until its /metrics count reaches n; (events counted, seconds, worker
-    CPU seconds), from its first counted event to the last.
+    CPU seconds), from its first counted event to the last, scraping every `scrape_every`
+    seconds (each scrape costs the worker some CPU: Prometheus scrapes every 15 s or so).
 
     With `profile`, py-spy samples the worker from its first counted event to the last.
     """
@@ -171,7 +177,7 @@ def measure_worker(
                 raise SystemExit(f"worker exited with status {worker.returncode}")
             if now > deadline:
                 raise SystemExit(f"worker: {count:.0f} of {n} events within {timeout:.0f} s")
-            time.sleep(0.05)  # sampling interval of the measurement
+            time.sleep(scrape_every)  # sampling interval of the measurement
     finally:
         if profiler is not None:
             profiler.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT
@@ -224,6 +230,13 @@ def main() -> None:
         "the ratio are then null)",
     )
     parser.add_argument(
+        "--scrape-every",
+        type=float,
+        default=0.05,
+        help="seconds between two scrapes of the worker's /metrics (the rate's resolution; "
+        "each scrape costs the worker CPU)",
+    )
+    parser.add_argument(
         "--timeout", type=float, default=600.0, help="seconds each figure may take at most"
     )
     args = parser.parse_args()
@@ -268,7 +281,9 @@ def main() -> None:
         )
         batch_size = worker_max_batch_size(env)
         url = f"http://127.0.0.1:{port}/metrics"
-        counted, seconds, cpu_s = measure_worker(env, url, args.events, args.timeout, args.profile)
+        counted, seconds, cpu_s = measure_worker(
+            env, url, args.events, args.timeout, args.profile, args.scrape_every
+        )
     rate = counted / seconds if seconds > 0 else float("nan")
     worker_one_per_batch = one_record_per_batch(batch_size)
     # The pipeline run with the same batching as the worker is the one to compare against.
@@ -297,6 +312,7 @@ def main() -> None:
         "goal": {"worker_events_per_s": 20_000, "worker_to_pipeline_ratio": 0.5},
         # What the worker's producer really ran with (aiokafka max_batch_size, bytes).
         "worker_producer_max_batch_size": batch_size,
+        "scrape_every_s": args.scrape_every,
         "tansu_one_record_per_batch": worker_one_per_batch,
     }
     write_result(result, args.out)
