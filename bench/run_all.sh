@@ -16,6 +16,8 @@ fi
 set -x
 $PY bench/rules_throughput.py --events 20000 --out "$OUT/rules_throughput.json"
 $PY bench/rules_throughput.py --events 20000 --many --out "$OUT/rules_throughput_many.json"
+$PY bench/decode_throughput.py --out "$OUT/decode_throughput.json"
+$PY bench/service_throughput.py --events 30000 --out "$OUT/service_throughput.json"
 $PY bench/open_sla_scale.py --sizes $SCALE --max-seconds 600 --out "$OUT/open_sla_scale.json"
 $PY bench/timeliness.py --orders 300 --spread 15 --rate 200 --out "$OUT/timeliness.json"
 $PY bench/recovery.py --slas $RECOVERY --max-seconds 1500 --out "$OUT/recovery.json"
