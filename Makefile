@@ -15,9 +15,10 @@ $(BIN)/python:
 # there; a new module file needs `make install` again. setup.py compiles the SLA rules modules
 # with mypyc (about a minute): after editing one of them, `make install` again
 # (GREENLANE_PURE=1 make install keeps them pure Python). The link folder's name depends on
-# whether the install is compiled, so an earlier one is removed first (mypy reads one).
+# whether the install is compiled, so an earlier one is removed first (mypy reads one), and so
+# are the compiled modules that setup.py builds in place.
 install: $(BIN)/python
-	rm -rf build/__editable__.greenlane-*
+	rm -rf build/__editable__.greenlane-* greenlane_rules__mypyc.*.so sla/*.so
 	$(BIN)/pip install --quiet -e '.[dev]' --config-settings editable_mode=strict
 
 demo: install
