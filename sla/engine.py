@@ -69,6 +69,8 @@ class Step:
     records: tuple[Record, ...] = ()
     duplicate: bool = False
     republish: tuple[Record, ...] = ()
+    """On a redelivery (the same message read again after a crash): what that message first
+    produced, to publish again, since a crash may have lost it after the state was saved."""
 
     def __init__(
         self,
@@ -83,9 +85,6 @@ class Step:
         self.records = records  # type: ignore[misc]
         self.duplicate = duplicate  # type: ignore[misc]
         self.republish = republish  # type: ignore[misc]
-
-    """On a redelivery (the same message read again after a crash): what that message first
-    produced, to publish again, since a crash may have lost it after the state was saved."""
 
 
 fast_init(Step)  # not a decorator: a decorated class is not compiled
@@ -124,6 +123,8 @@ class Batch:
     state: RequestState
     """The state after the last event."""
     outcomes: tuple[Outcome, ...]
+    """Per event, in order: the records, duplicate flag and records to publish again that
+    `Tracker.apply` gives when the events are applied one by one with the same clock."""
 
     def __init__(
         self,
@@ -134,9 +135,6 @@ class Batch:
         # `fast_init`'s instead. Same signature as the dataclass's own.
         self.state = state  # type: ignore[misc]
         self.outcomes = outcomes  # type: ignore[misc]
-
-    """Per event, in order: the records, duplicate flag and records to publish again that
-    `Tracker.apply` gives when the events are applied one by one with the same clock."""
 
 
 fast_init(Batch)  # not a decorator: a decorated class is not compiled

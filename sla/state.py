@@ -211,6 +211,7 @@ class RequestState:
     snapshots: tuple[SlaSnapshot, ...] = ()
     next_wakeup: datetime | None = None
     deliveries: tuple[tuple[str, str, tuple[str, ...]], ...] = ()
+    """The latest events' (event id, where it was read, ids of the records it produced)."""
 
     def __init__(
         self,
@@ -235,8 +236,6 @@ class RequestState:
         self.snapshots = snapshots  # type: ignore[misc]
         self.next_wakeup = next_wakeup  # type: ignore[misc]
         self.deliveries = deliveries  # type: ignore[misc]
-
-    """The latest events' (event id, where it was read, ids of the records it produced)."""
 
     @property
     def key(self) -> str:
