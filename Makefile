@@ -12,8 +12,13 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 # Strict editable mode links each module file under build/, so mypy sees the `greenlane` package
-# there; a new module file needs `make install` again.
+# there; a new module file needs `make install` again. setup.py compiles the SLA rules modules
+# with mypyc (about a minute): after editing one of them, `make install` again
+# (GREENLANE_PURE=1 make install keeps them pure Python). The link folder's name depends on
+# whether the install is compiled, so an earlier one is removed first (mypy reads one), and so
+# are the compiled modules that setup.py builds in place.
 install: $(BIN)/python
+	rm -rf build/__editable__.greenlane-* greenlane_rules__mypyc.*.so sla/*.so
 	$(BIN)/pip install --quiet -e '.[dev]' --config-settings editable_mode=strict
 
 demo: install

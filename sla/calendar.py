@@ -17,6 +17,8 @@ from functools import lru_cache
 from typing import Literal, Protocol
 from zoneinfo import ZoneInfo
 
+from mypy_extensions import mypyc_attr
+
 DayMode = Literal["working_hours", "same_time", "end_of_day"]
 """What "N working days" means: N × the working hours of a full day; the same time of day
 N working days later; or the end of the Nth working day (GLPI's three modes)."""
@@ -24,6 +26,9 @@ N working days later; or the end of the Nth working day (GLPI's three modes)."""
 _MAX_SEARCH_DAYS = 3 * 366  # no calendar legitimately has a year without a working day
 
 
+# A plain Python class when compiled (mypyc's native exception classes cannot carry
+# attributes of their own through `super().__init__`, and other modules catch this one).
+@mypyc_attr(native_class=False)
 class CalendarGapError(RuntimeError):
     """A computation needed a day in a year the calendar has no official schedule for."""
 

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import lru_cache
 
+from mypy_extensions import mypyc_attr
+
 from greenlane.sla.accounts import AccountLookup, resolve_tier
 from greenlane.sla.calendar import BusinessCalendar
 from greenlane.sla.fastinit import fast_init
@@ -58,7 +60,7 @@ TICK = "tick"  # the event id under which a tick's delivery is remembered (`Trac
 DEFAULT_CHECKPOINTS = 20_000
 
 
-@fast_init
+@mypyc_attr(acyclic=True)
 @dataclass(frozen=True, slots=True)
 class Step:
     """The outcome of applying one event or one tick: new state and records to publish."""
@@ -70,8 +72,25 @@ class Step:
     """On a redelivery (the same message read again after a crash): what that message first
     produced, to publish again, since a crash may have lost it after the state was saved."""
 
+    def __init__(
+        self,
+        state: RequestState,
+        records: tuple[Record, ...] = (),
+        duplicate: bool = False,
+        republish: tuple[Record, ...] = (),
+    ) -> None:
+        # Written out (not generated) so that mypyc compiles it; pure Python runs
+        # `fast_init`'s instead. Same signature as the dataclass's own.
+        self.state = state  # type: ignore[misc]
+        self.records = records  # type: ignore[misc]
+        self.duplicate = duplicate  # type: ignore[misc]
+        self.republish = republish  # type: ignore[misc]
 
-@fast_init
+
+fast_init(Step)  # not a decorator: a decorated class is not compiled
+
+
+@mypyc_attr(acyclic=True)
 @dataclass(frozen=True, slots=True)
 class Outcome:
     """What `Tracker.apply` returns for one event, but its state (see `Batch`)."""
@@ -80,8 +99,23 @@ class Outcome:
     duplicate: bool = False
     republish: tuple[Record, ...] = ()
 
+    def __init__(
+        self,
+        records: tuple[Record, ...] = (),
+        duplicate: bool = False,
+        republish: tuple[Record, ...] = (),
+    ) -> None:
+        # Written out (not generated) so that mypyc compiles it; pure Python runs
+        # `fast_init`'s instead. Same signature as the dataclass's own.
+        self.records = records  # type: ignore[misc]
+        self.duplicate = duplicate  # type: ignore[misc]
+        self.republish = republish  # type: ignore[misc]
 
-@fast_init
+
+fast_init(Outcome)  # not a decorator: a decorated class is not compiled
+
+
+@mypyc_attr(acyclic=True)
 @dataclass(frozen=True, slots=True)
 class Batch:
     """The outcome of applying several events of one request (`Tracker.apply_many`)."""
@@ -92,8 +126,21 @@ class Batch:
     """Per event, in order: the records, duplicate flag and records to publish again that
     `Tracker.apply` gives when the events are applied one by one with the same clock."""
 
+    def __init__(
+        self,
+        state: RequestState,
+        outcomes: tuple[Outcome, ...],
+    ) -> None:
+        # Written out (not generated) so that mypyc compiles it; pure Python runs
+        # `fast_init`'s instead. Same signature as the dataclass's own.
+        self.state = state  # type: ignore[misc]
+        self.outcomes = outcomes  # type: ignore[misc]
 
-@fast_init
+
+fast_init(Batch)  # not a decorator: a decorated class is not compiled
+
+
+@mypyc_attr(acyclic=True)
 @dataclass(frozen=True, slots=True)
 class Projection:
     """Everything derived from one request's history at one instant."""
@@ -101,6 +148,21 @@ class Projection:
     records: tuple[Record, ...]
     snapshots: tuple[SlaSnapshot, ...]
     next_wakeup: datetime | None
+
+    def __init__(
+        self,
+        records: tuple[Record, ...],
+        snapshots: tuple[SlaSnapshot, ...],
+        next_wakeup: datetime | None,
+    ) -> None:
+        # Written out (not generated) so that mypyc compiles it; pure Python runs
+        # `fast_init`'s instead. Same signature as the dataclass's own.
+        self.records = records  # type: ignore[misc]
+        self.snapshots = snapshots  # type: ignore[misc]
+        self.next_wakeup = next_wakeup  # type: ignore[misc]
+
+
+fast_init(Projection)  # not a decorator: a decorated class is not compiled
 
 
 def to_history_event(event: Event) -> HistoryEvent:
@@ -288,6 +350,7 @@ def _snapshot(
     return SlaSnapshot(target, status, at_risk, breached, predicted)
 
 
+@mypyc_attr(acyclic=True)
 @dataclass(slots=True)
 class _Clock:
     """One target's running state while folding the history (mutable, local to a fold)."""
@@ -308,6 +371,40 @@ class _Clock:
     # holds no set of its own
     fired: frozenset[tuple[int, int]] = frozenset()
     kind_counts: dict[str, int] = field(default_factory=dict)
+
+    def __init__(
+        self,
+        status: str = "idle",
+        started_at: datetime | None = None,
+        mark: datetime | None = None,
+        elapsed: int = 0,
+        paused_since: datetime | None = None,
+        paused_s: int = 0,
+        stopped_at: datetime | None = None,
+        breached: bool = False,
+        breached_at: datetime | None = None,
+        cycle: int = 1,
+        held_since: datetime | None = None,
+        held_s: int = 0,
+        fired: frozenset[tuple[int, int]] = frozenset(),
+        kind_counts: dict[str, int] | None = None,
+    ) -> None:
+        # Written out (not generated) so that mypyc compiles it. Same signature as the
+        # dataclass's own, but for a missing dict meaning a new one.
+        self.status = status
+        self.started_at = started_at
+        self.mark = mark
+        self.elapsed = elapsed
+        self.paused_since = paused_since
+        self.paused_s = paused_s
+        self.stopped_at = stopped_at
+        self.breached = breached
+        self.breached_at = breached_at
+        self.cycle = cycle
+        self.held_since = held_since
+        self.held_s = held_s
+        self.fired = fired
+        self.kind_counts = {} if kind_counts is None else kind_counts
 
     def copy(self) -> _Clock:
         """An independent copy (the dict is copied too; `fired` is immutable)."""
@@ -384,6 +481,10 @@ class _TargetRules:
         )
 
 
+_NO_REQUEST: _Request = ("", "", None, ())  # what `fork` passes: the copy ignores it
+
+
+@mypyc_attr(acyclic=True)
 class _TargetFold:
     """Folds one target of one request through its history up to `until`."""
 
@@ -415,8 +516,15 @@ class _TargetFold:
     )
 
     def __init__(
-        self, request: _Request, rules: _TargetRules, skip: frozenset[str] = frozenset()
+        self,
+        request: _Request,
+        rules: _TargetRules,
+        skip: frozenset[str] = frozenset(),
+        twin_of: _TargetFold | None = None,
     ) -> None:
+        if twin_of is not None:  # `fork`: a copy of `twin_of`, whatever `request` says
+            self._copy(twin_of)
+            return
         self.account_id, self.request_id, info, self.history = request
         assert info is not None
         # Ids already published: their records are not built again (the fold still counts
@@ -454,13 +562,38 @@ class _TargetFold:
 
     def fork(self) -> _TargetFold:
         """A copy that can move on without changing this fold (records start empty)."""
-        # Attribute for attribute, without copy.copy's generic protocol: this runs per event.
-        twin = object.__new__(_TargetFold)
-        for name in _TargetFold.__slots__:
-            setattr(twin, name, getattr(self, name))
-        twin.c = self.c.copy()
-        twin.records = ()
-        return twin
+        # Through `__init__` (a compiled class has no `object.__new__` or generic slots to
+        # copy), attribute for attribute without copy.copy's generic protocol: this runs per
+        # event.
+        return _TargetFold(_NO_REQUEST, self.rules, self.skip, self)
+
+    def _copy(self, other: _TargetFold) -> None:
+        """Become a copy of `other` (its clock copied, records empty); every slot is set.
+        `tests/unit/test_fold_fork.py` checks that this covers every slot."""
+        self._horizon = other._horizon
+        self._horizon_known = other._horizon_known
+        self._orders = other._orders
+        self._plan = other._plan
+        self._plan_budget = other._plan_budget
+        self._risk_at = other._risk_at
+        self._risk_known = other._risk_known
+        self._risk_line = other._risk_line
+        self._risk_s = other._risk_s
+        self.account_id = other.account_id
+        self.budget = other.budget
+        self.cal = other.cal
+        self.dead = other.dead
+        self.final = other.final
+        self.history = other.history
+        self.info = other.info
+        self.request_id = other.request_id
+        self.rules = other.rules
+        self.skip = other.skip
+        self.sla_id = other.sla_id
+        self.span = other.span
+        self.target = other.target
+        self.c = other.c.copy()
+        self.records = ()
 
     # -- derived instants -------------------------------------------------------------
     def _instant_at(self, business_s: int) -> datetime:
@@ -964,6 +1097,20 @@ class FoldCheckpoint:
     last_at: datetime | None
     folds: list[_TargetFold]
     last_ticket_state: str | None
+
+    def __init__(
+        self,
+        events: tuple[HistoryEvent, ...],
+        last_at: datetime | None,
+        folds: list[_TargetFold],
+        last_ticket_state: str | None,
+    ) -> None:
+        # Written out (not generated) so that mypyc compiles it. Same signature as the
+        # dataclass's own.
+        self.events = events
+        self.last_at = last_at
+        self.folds = folds
+        self.last_ticket_state = last_ticket_state
 
     def fits(self, history: tuple[HistoryEvent, ...], now: datetime) -> bool:
         """True when `history` extends what this checkpoint has folded."""

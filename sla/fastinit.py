@@ -9,6 +9,12 @@ defaults, same order: callers keep using keywords. The objects are the same (equ
 hashing, `repr`, `replace` and pickling are the dataclass's own);
 `tests/unit/test_fastinit.py` checks the signatures and the values against the generated
 `__init__` for every class that uses it.
+
+A class compiled by mypyc (setup.py) keeps its own `__init__`: mypyc would leave the
+dataclass's generated one interpreted (as slow as ever), so such a class writes its `__init__`
+out, which compiles to native code; a compiled class's methods cannot be replaced at run
+time. Pure Python, that written-out `__init__` cannot run on a frozen class: this one
+replaces it, and the tests check both against the dataclass's own.
 """
 
 from __future__ import annotations
@@ -21,7 +27,11 @@ T = TypeVar("T")
 
 def fast_init(cls: type[T]) -> type[T]:
     """Give a frozen, slotted dataclass (without `__post_init__` or init-only variables) a
-    quicker `__init__` of the same signature. Use it above `@dataclass(...)`."""
+    quicker `__init__` of the same signature: `fast_init(Cls)` after the class (as a
+    decorator it would keep mypyc from compiling the class as a native one). A compiled
+    class is returned as it is."""
+    if not is_python_class(cls):
+        return cls
     params = getattr(cls, "__dataclass_params__", None)
     if params is None or not params.frozen or "__slots__" not in cls.__dict__:
         raise TypeError(f"{cls.__name__} is not a frozen, slotted dataclass")
@@ -71,6 +81,12 @@ def fast_init(cls: type[T]) -> type[T]:
     init.__module__ = cls.__module__
     init.__annotations__ = dict(generated.__annotations__)
     init.__doc__ = generated.__doc__
-    init.dataclass_init = generated  # what it replaces, for the test that compares them
+    init.replaced = generated  # the class's own (written out for mypyc), for the tests
     setattr(cls, "__init__", init)  # noqa: B010 - a method of the class, set after it is made
     return cls
+
+
+def is_python_class(cls: type) -> bool:
+    """Whether `cls` is plain Python, not a native class compiled by mypyc (which lists its
+    attributes in `__mypyc_attrs__`)."""
+    return "__mypyc_attrs__" not in cls.__dict__

@@ -13,6 +13,8 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any, Literal
 
+from mypy_extensions import mypyc_attr
+
 from greenlane.sla.fastinit import fast_init
 
 ChangeKind = Literal[
@@ -50,7 +52,7 @@ def rfc3339(moment: datetime) -> str:
     return moment.isoformat()
 
 
-@fast_init
+@mypyc_attr(acyclic=True)
 @dataclass(frozen=True, slots=True)
 class Attribution:
     """Time a provisioning stage (or hand-off) used beyond its budget."""
@@ -58,6 +60,18 @@ class Attribution:
     stage: str
     department: str
     over_budget_s: int
+
+    def __init__(
+        self,
+        stage: str,
+        department: str,
+        over_budget_s: int,
+    ) -> None:
+        # Written out (not generated) so that mypyc compiles it; pure Python runs
+        # `fast_init`'s instead. Same signature as the dataclass's own.
+        self.stage = stage  # type: ignore[misc]
+        self.department = department  # type: ignore[misc]
+        self.over_budget_s = over_budget_s  # type: ignore[misc]
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -67,7 +81,10 @@ class Attribution:
         }
 
 
-@fast_init
+fast_init(Attribution)  # not a decorator: a decorated class is not compiled
+
+
+@mypyc_attr(acyclic=True)
 @dataclass(frozen=True, slots=True)
 class SlaChange:
     """One transition of one SLA instance (record_type `sla_change`)."""
@@ -91,6 +108,47 @@ class SlaChange:
     attribution: tuple[Attribution, ...] | None = None
 
     record_type: Literal["sla_change"] = field(default="sla_change", init=False)
+
+    def __init__(
+        self,
+        change_id: str,
+        sla_id: str,
+        account_id: str,
+        request_id: str,
+        target: str,
+        kind: ChangeKind,
+        at: datetime,
+        due_at: datetime | None,
+        tier: str,
+        policy_version: str,
+        service: str,
+        cycle: int = 1,
+        elapsed_s: int = 0,
+        paused_s: int = 0,
+        held_s: int = 0,
+        reason: str | None = None,
+        attribution: tuple[Attribution, ...] | None = None,
+    ) -> None:
+        # Written out (not generated) so that mypyc compiles it; pure Python runs
+        # `fast_init`'s instead. Same signature as the dataclass's own.
+        self.change_id = change_id  # type: ignore[misc]
+        self.sla_id = sla_id  # type: ignore[misc]
+        self.account_id = account_id  # type: ignore[misc]
+        self.request_id = request_id  # type: ignore[misc]
+        self.target = target  # type: ignore[misc]
+        self.kind = kind  # type: ignore[misc]
+        self.at = at  # type: ignore[misc]
+        self.due_at = due_at  # type: ignore[misc]
+        self.tier = tier  # type: ignore[misc]
+        self.policy_version = policy_version  # type: ignore[misc]
+        self.service = service  # type: ignore[misc]
+        self.cycle = cycle  # type: ignore[misc]
+        self.elapsed_s = elapsed_s  # type: ignore[misc]
+        self.paused_s = paused_s  # type: ignore[misc]
+        self.held_s = held_s  # type: ignore[misc]
+        self.reason = reason  # type: ignore[misc]
+        self.attribution = attribution  # type: ignore[misc]
+        self.record_type = "sla_change"  # type: ignore[misc]
 
     @property
     def record_id(self) -> str:
@@ -124,7 +182,10 @@ class SlaChange:
         return out
 
 
-@fast_init
+fast_init(SlaChange)  # not a decorator: a decorated class is not compiled
+
+
+@mypyc_attr(acyclic=True)
 @dataclass(frozen=True, slots=True)
 class Escalation:
     """One rung of an escalation ladder that came due (record_type `escalation`)."""
@@ -149,6 +210,41 @@ class Escalation:
 
     record_type: Literal["escalation"] = field(default="escalation", init=False)
 
+    def __init__(
+        self,
+        escalation_id: str,
+        sla_id: str,
+        account_id: str,
+        request_id: str,
+        target: str,
+        rung: int,
+        roles: tuple[str, ...],
+        fire_at: datetime,
+        sla_due_at: datetime,
+        tier: str,
+        service: str,
+        policy_version: str,
+        repeat: int = 0,
+        folded_rungs: tuple[int, ...] = (),
+    ) -> None:
+        # Written out (not generated) so that mypyc compiles it; pure Python runs
+        # `fast_init`'s instead. Same signature as the dataclass's own.
+        self.escalation_id = escalation_id  # type: ignore[misc]
+        self.sla_id = sla_id  # type: ignore[misc]
+        self.account_id = account_id  # type: ignore[misc]
+        self.request_id = request_id  # type: ignore[misc]
+        self.target = target  # type: ignore[misc]
+        self.rung = rung  # type: ignore[misc]
+        self.roles = roles  # type: ignore[misc]
+        self.fire_at = fire_at  # type: ignore[misc]
+        self.sla_due_at = sla_due_at  # type: ignore[misc]
+        self.tier = tier  # type: ignore[misc]
+        self.service = service  # type: ignore[misc]
+        self.policy_version = policy_version  # type: ignore[misc]
+        self.repeat = repeat  # type: ignore[misc]
+        self.folded_rungs = folded_rungs  # type: ignore[misc]
+        self.record_type = "escalation"  # type: ignore[misc]
+
     @property
     def record_id(self) -> str:
         return self.escalation_id
@@ -172,6 +268,9 @@ class Escalation:
             **({"repeat": self.repeat} if self.repeat else {}),
             **({"folded_rungs": list(self.folded_rungs)} if self.folded_rungs else {}),
         }
+
+
+fast_init(Escalation)  # not a decorator: a decorated class is not compiled
 
 
 Record = SlaChange | Escalation

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from mypy_extensions import mypyc_attr
+
 from greenlane.sla.fastinit import fast_init
 
 # Events at the same instant apply in lifecycle order: a request is created before it
@@ -18,7 +20,7 @@ from greenlane.sla.fastinit import fast_init
 _TYPE_RANK = {"order.created": 0, "ticket.created": 0}
 
 
-@fast_init
+@mypyc_attr(acyclic=True)
 @dataclass(frozen=True, slots=True)
 class HistoryEvent:
     """The part of an input event the rules need, small enough to keep per request."""
@@ -32,6 +34,30 @@ class HistoryEvent:
     status: str | None = None
     department: str | None = None
     reason: str | None = None
+
+    def __init__(
+        self,
+        event_id: str,
+        event_type: str,
+        at: datetime,
+        state: str | None = None,
+        milestone: str | None = None,
+        stage: str | None = None,
+        status: str | None = None,
+        department: str | None = None,
+        reason: str | None = None,
+    ) -> None:
+        # Written out (not generated) so that mypyc compiles it; pure Python runs
+        # `fast_init`'s instead. Same signature as the dataclass's own.
+        self.event_id = event_id  # type: ignore[misc]
+        self.event_type = event_type  # type: ignore[misc]
+        self.at = at  # type: ignore[misc]
+        self.state = state  # type: ignore[misc]
+        self.milestone = milestone  # type: ignore[misc]
+        self.stage = stage  # type: ignore[misc]
+        self.status = status  # type: ignore[misc]
+        self.department = department  # type: ignore[misc]
+        self.reason = reason  # type: ignore[misc]
 
     @property
     def sort_key(self) -> tuple[datetime, int, str]:
@@ -64,7 +90,10 @@ class HistoryEvent:
         )
 
 
-@fast_init
+fast_init(HistoryEvent)  # not a decorator: a decorated class is not compiled
+
+
+@mypyc_attr(acyclic=True)
 @dataclass(frozen=True, slots=True)
 class RequestInfo:
     """Facts about a request fixed when it is created (tier is the tier at that moment)."""
@@ -79,10 +108,43 @@ class RequestInfo:
     region: str | None = None
     promised_at: datetime | None = None
 
+    def __init__(
+        self,
+        kind: str,
+        service: str,
+        tier: str,
+        tier_source: str,
+        category: str | None = None,
+        severity: int | None = None,
+        priority: str | None = None,
+        region: str | None = None,
+        promised_at: datetime | None = None,
+    ) -> None:
+        # Written out (not generated) so that mypyc compiles it; pure Python runs
+        # `fast_init`'s instead. Same signature as the dataclass's own.
+        self.kind = kind  # type: ignore[misc]
+        self.service = service  # type: ignore[misc]
+        self.tier = tier  # type: ignore[misc]
+        self.tier_source = tier_source  # type: ignore[misc]
+        self.category = category  # type: ignore[misc]
+        self.severity = severity  # type: ignore[misc]
+        self.priority = priority  # type: ignore[misc]
+        self.region = region  # type: ignore[misc]
+        self.promised_at = promised_at  # type: ignore[misc]
+
     def to_dict(self) -> dict[str, Any]:
-        out = {k: getattr(self, k) for k in self.__slots__}
-        out["promised_at"] = self.promised_at.isoformat() if self.promised_at else None
-        return out
+        # Field by field (a compiled class has no `__slots__` to read them from).
+        return {
+            "kind": self.kind,
+            "service": self.service,
+            "tier": self.tier,
+            "tier_source": self.tier_source,
+            "category": self.category,
+            "severity": self.severity,
+            "priority": self.priority,
+            "region": self.region,
+            "promised_at": self.promised_at.isoformat() if self.promised_at else None,
+        }
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> RequestInfo:
@@ -90,7 +152,10 @@ class RequestInfo:
         return cls(**{**raw, "promised_at": datetime.fromisoformat(promised) if promised else None})
 
 
-@fast_init
+fast_init(RequestInfo)  # not a decorator: a decorated class is not compiled
+
+
+@mypyc_attr(acyclic=True)
 @dataclass(frozen=True, slots=True)
 class SlaSnapshot:
     """Where one SLA stands at the last evaluation (for metrics and the due-time index)."""
@@ -100,6 +165,22 @@ class SlaSnapshot:
     at_risk: bool
     breached: bool
     predicted: bool = False  # at risk because the stages ahead cannot finish by the due time
+
+    def __init__(
+        self,
+        target: str,
+        status: str,
+        at_risk: bool,
+        breached: bool,
+        predicted: bool = False,
+    ) -> None:
+        # Written out (not generated) so that mypyc compiles it; pure Python runs
+        # `fast_init`'s instead. Same signature as the dataclass's own.
+        self.target = target  # type: ignore[misc]
+        self.status = status  # type: ignore[misc]
+        self.at_risk = at_risk  # type: ignore[misc]
+        self.breached = breached  # type: ignore[misc]
+        self.predicted = predicted  # type: ignore[misc]
 
     @property
     def is_open(self) -> bool:
@@ -113,7 +194,10 @@ class SlaSnapshot:
         return cls(raw[0], raw[1], bool(raw[2]), bool(raw[3]), bool(raw[4:5] and raw[4]))
 
 
-@fast_init
+fast_init(SlaSnapshot)  # not a decorator: a decorated class is not compiled
+
+
+@mypyc_attr(acyclic=True)
 @dataclass(frozen=True, slots=True)
 class RequestState:
     """Everything the rules keep about one request."""
@@ -128,6 +212,30 @@ class RequestState:
     next_wakeup: datetime | None = None
     deliveries: tuple[tuple[str, str, tuple[str, ...]], ...] = ()
     """The latest events' (event id, where it was read, ids of the records it produced)."""
+
+    def __init__(
+        self,
+        account_id: str,
+        request_id: str,
+        info: RequestInfo | None = None,
+        policy_version: str = "",
+        history: tuple[HistoryEvent, ...] = (),
+        emitted: frozenset[str] = frozenset(),
+        snapshots: tuple[SlaSnapshot, ...] = (),
+        next_wakeup: datetime | None = None,
+        deliveries: tuple[tuple[str, str, tuple[str, ...]], ...] = (),
+    ) -> None:
+        # Written out (not generated) so that mypyc compiles it; pure Python runs
+        # `fast_init`'s instead. Same signature as the dataclass's own.
+        self.account_id = account_id  # type: ignore[misc]
+        self.request_id = request_id  # type: ignore[misc]
+        self.info = info  # type: ignore[misc]
+        self.policy_version = policy_version  # type: ignore[misc]
+        self.history = history  # type: ignore[misc]
+        self.emitted = emitted  # type: ignore[misc]
+        self.snapshots = snapshots  # type: ignore[misc]
+        self.next_wakeup = next_wakeup  # type: ignore[misc]
+        self.deliveries = deliveries  # type: ignore[misc]
 
     @property
     def key(self) -> str:
@@ -176,7 +284,10 @@ class RequestState:
         )
 
 
-@fast_init
+fast_init(RequestState)  # not a decorator: a decorated class is not compiled
+
+
+@mypyc_attr(acyclic=True)
 @dataclass(frozen=True, slots=True)
 class RequestStanding:
     """Where a request's SLAs stand: what the due index and the open-SLA gauge read of it.
@@ -189,10 +300,25 @@ class RequestStanding:
     snapshots: tuple[SlaSnapshot, ...]
     next_wakeup: datetime | None
 
+    def __init__(
+        self,
+        info: RequestInfo | None,
+        snapshots: tuple[SlaSnapshot, ...],
+        next_wakeup: datetime | None,
+    ) -> None:
+        # Written out (not generated) so that mypyc compiles it; pure Python runs
+        # `fast_init`'s instead. Same signature as the dataclass's own.
+        self.info = info  # type: ignore[misc]
+        self.snapshots = snapshots  # type: ignore[misc]
+        self.next_wakeup = next_wakeup  # type: ignore[misc]
+
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> RequestStanding:
         """The standing of the request whose `RequestState.to_dict()` is `raw`."""
         return cls(_info_from(raw), _snapshots_from(raw), _wakeup_from(raw))
+
+
+fast_init(RequestStanding)  # not a decorator: a decorated class is not compiled
 
 
 # A stored state's fields that both `RequestState` and `RequestStanding` decode.
