@@ -10,7 +10,6 @@ import os
 import shutil
 import sys
 import sysconfig
-import tempfile
 
 from setuptools import setup
 from setuptools.command.build_py import build_py
@@ -50,17 +49,21 @@ def _ext_modules() -> list[object]:
     from mypyc.build import mypycify
 
     # mypy names a module after its folders up to the first one without __init__.py; the
-    # repository root is the package `greenlane`, so compile through a link of that name
-    # (in a temporary folder: mypycify has written the C sources under build/ when it returns).
+    # repository root is the package `greenlane`, so compile through a link of that name.
+    # The link stays (under build/, which tools skip): a compiled module's tracebacks name
+    # the files by this path, so they lead to the source.
     here = os.path.dirname(os.path.abspath(__file__))
-    with tempfile.TemporaryDirectory(prefix="greenlane-mypyc-") as root:
-        link = os.path.join(root, "greenlane")
-        os.symlink(here, link)
-        return mypycify(
-            [os.path.join(link, module) for module in RULES],
-            group_name="greenlane_rules",
-            opt_level="3",
-        )
+    root = os.path.join(here, "build", "mypyc-src")
+    link = os.path.join(root, "greenlane")
+    os.makedirs(root, exist_ok=True)
+    if os.path.lexists(link):
+        os.remove(link)
+    os.symlink(here, link)
+    return mypycify(
+        [os.path.join(link, module) for module in RULES],
+        group_name="greenlane_rules",
+        opt_level="3",
+    )
 
 
 setup(ext_modules=_ext_modules(), cmdclass={"build_py": _BuildPy})
