@@ -18,6 +18,7 @@ from unit.test_tracking_service import (
     TOPICS,
     Clock,
     Message,
+    PatchedTracker,
     event,
     make_service,
     metric,
@@ -34,18 +35,6 @@ TICKET_STEPS: list[tuple[str, dict[str, Any]]] = [
     ("ticket.milestone", {"name": "restored"}),
     ("ticket.state_changed", {"state": "closed"}),
 ]
-
-
-class PatchedTracker:
-    """A tracker with some methods replaced: a compiled `Tracker`'s methods cannot be
-    assigned on the instance, so the service is handed this stand-in instead."""
-
-    def __init__(self, tracker: Any, **methods: Any) -> None:
-        self._tracker = tracker
-        self.__dict__.update(methods)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._tracker, name)
 
 
 def account_event(n: int, tier: str) -> bytes:
