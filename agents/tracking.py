@@ -149,7 +149,7 @@ class TrackerService:
         self._batch: dict[str, tuple[int, RequestState]] | None = None
         self._dirty: set[str] = set()
         # Within a batch, each request's state before the batch (for the open-SLA gauge,
-        # updated once per request at the end) and the input events counted so far.
+        # updated once per request at the end) and its counter increments so far.
         self._before: dict[str, RequestState | None] = {}
         self._tally: Tally | None = None
         self._contexts: dict[str, dict[str, Any] | None] = {}
@@ -376,7 +376,7 @@ class TrackerService:
         `Tracker.apply_many` call with one reading of the clock: a worker catching up reads
         many events of one request in a batch. The states are written before this returns
         (the caller sends their changelog records with the outputs). The open-SLA gauge and
-        the event counts are updated once per request and per label set, at the end.
+        the counters are updated once per request and per series, at the end.
         """
         self._batch, self._dirty, self._before, self._tally = {}, set(), {}, Tally()
         self._contexts.clear()
