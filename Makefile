@@ -18,7 +18,7 @@ $(BIN)/python:
 # whether the install is compiled, so an earlier one is removed first (mypy reads one), and so
 # are the compiled modules that setup.py builds in place.
 install: $(BIN)/python
-	rm -rf build/__editable__.greenlane-* greenlane_rules__mypyc.*.so sla/*.so
+	rm -rf build/__editable__.greenlane-* greenlane_rules__mypyc.*.so sla/*.so agents/*.so
 	$(BIN)/pip install --quiet -e '.[dev]' --config-settings editable_mode=strict
 
 demo: install

@@ -9,16 +9,16 @@ from __future__ import annotations
 import base64
 import logging
 import time
-from collections.abc import Callable, Iterable, MutableMapping
+from collections.abc import Callable, Iterable, MutableMapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple, Protocol
 
 from greenlane.agents.metrics import Tally, WorkerMetrics
-from greenlane.sla.accounts import merged_contacts, resolve_tier
+from greenlane.sla.accounts import AccountLookup, merged_contacts, resolve_tier
 from greenlane.sla.calendar import CalendarGapError
 from greenlane.sla.due_index import DueIndex
-from greenlane.sla.engine import Step, Tracker, apply_account
+from greenlane.sla.engine import Batch, Step, apply_account
 from greenlane.sla.records import Escalation, Record
 from greenlane.sla.state import AccountState, RequestStanding, RequestState, request_key
 from greenlane.streams.codec import DecodeError, Event, decode_event
@@ -52,6 +52,38 @@ class MessageLike(Protocol):
     def key(self) -> bytes | None: ...
     @property
     def value(self) -> bytes | None: ...
+
+
+class Rules(Protocol):
+    """What the service asks of the rules: `sla.engine.Tracker`'s methods. (A protocol, not
+    the class: this module is compiled, and a compiled attribute of a class type accepts
+    only that class, while tests hand the service a stand-in that fails on purpose.)"""
+
+    def apply(
+        self,
+        state: RequestState | None,
+        event: Event,
+        account: AccountState | None,
+        now: datetime,
+        lookup: AccountLookup | None = None,
+        delivery: str | None = None,
+    ) -> Step: ...
+
+    def apply_many(
+        self,
+        state: RequestState | None,
+        events: Sequence[Event],
+        account: AccountState | None,
+        now: datetime,
+        lookup: AccountLookup | None = None,
+        deliveries: Sequence[str | None] | None = None,
+    ) -> Batch: ...
+
+    def advance(self, state: RequestState, now: datetime, delivery: str | None = None) -> Step: ...
+
+    def redelivered_tick(
+        self, state: RequestState, delivery: str, now: datetime
+    ) -> tuple[Record, ...]: ...
 
 
 class Received(NamedTuple):
@@ -124,7 +156,7 @@ class TrackerService:
 
     def __init__(
         self,
-        tracker: Tracker,
+        tracker: Rules,
         requests: MutableMapping[str, Any],
         accounts: MutableMapping[str, Any],
         metrics: WorkerMetrics,

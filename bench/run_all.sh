@@ -18,6 +18,10 @@ $PY bench/rules_throughput.py --events 20000 --out "$OUT/rules_throughput.json"
 $PY bench/rules_throughput.py --events 20000 --many --out "$OUT/rules_throughput_many.json"
 $PY bench/decode_throughput.py --out "$OUT/decode_throughput.json"
 $PY bench/service_throughput.py --events 30000 --out "$OUT/service_throughput.json"
+# Instructions per event: comparable between builds on a noisy machine (needs valgrind).
+if command -v valgrind >/dev/null; then
+    $PY bench/service_instructions.py --out "$OUT/service_instructions.json"
+fi
 $PY bench/open_sla_scale.py --sizes $SCALE --max-seconds 600 --out "$OUT/open_sla_scale.json"
 $PY bench/timeliness.py --orders 300 --spread 15 --rate 200 --out "$OUT/timeliness.json"
 $PY bench/recovery.py --slas $RECOVERY --max-seconds 1500 --out "$OUT/recovery.json"

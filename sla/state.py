@@ -14,6 +14,7 @@ from typing import Any
 from mypy_extensions import mypyc_attr
 
 from greenlane.sla.fastinit import fast_init
+from greenlane.sla.records import rfc3339
 
 # Events at the same instant apply in lifecycle order: a request is created before it
 # is worked on, whatever the ids say.
@@ -67,12 +68,22 @@ class HistoryEvent:
         out: dict[str, Any] = {
             "id": self.event_id,
             "type": self.event_type,
-            "at": self.at.isoformat(),
+            "at": rfc3339(self.at),
         }
-        for name in ("state", "milestone", "stage", "status", "department", "reason"):
-            value = getattr(self, name)
-            if value is not None:
-                out[name] = value
+        # Written out, in this order (the stored JSON's): compiled, each is a direct read,
+        # where `getattr` by name went through the type's attribute lookup.
+        if self.state is not None:
+            out["state"] = self.state
+        if self.milestone is not None:
+            out["milestone"] = self.milestone
+        if self.stage is not None:
+            out["stage"] = self.stage
+        if self.status is not None:
+            out["status"] = self.status
+        if self.department is not None:
+            out["department"] = self.department
+        if self.reason is not None:
+            out["reason"] = self.reason
         return out
 
     @classmethod
@@ -143,7 +154,7 @@ class RequestInfo:
             "severity": self.severity,
             "priority": self.priority,
             "region": self.region,
-            "promised_at": self.promised_at.isoformat() if self.promised_at else None,
+            "promised_at": rfc3339(self.promised_at) if self.promised_at else None,
         }
 
     @classmethod
@@ -265,7 +276,7 @@ class RequestState:
             "history": [e.to_dict() for e in self.history],
             "emitted": sorted(self.emitted),
             "snapshots": [s.to_list() for s in self.snapshots],
-            "next_wakeup": self.next_wakeup.isoformat() if self.next_wakeup else None,
+            "next_wakeup": rfc3339(self.next_wakeup) if self.next_wakeup else None,
             "deliveries": [[e, d, list(ids)] for e, d, ids in self.deliveries],
         }
 
@@ -355,7 +366,7 @@ class AccountState:
             "account_id": self.account_id,
             "name": self.name,
             "tier": self.tier,
-            "event_time": self.event_time.isoformat(),
+            "event_time": rfc3339(self.event_time),
             "event_id": self.event_id,
             "parent_id": self.parent_id,
             "billing_parent_id": self.billing_parent_id,

@@ -1,11 +1,13 @@
-"""The SLA rules modules that setup.py compiles with mypyc are the ones imported, and they
-are not older than their source: after editing one of them, `make install` builds it again
-(until then the old compiled code would run, not the edited file).
+"""The modules that setup.py compiles with mypyc (the SLA rules and the tracker service) are
+the ones imported, and they are not older than their source: after editing one of them,
+`make install` builds it again (until then the old compiled code would run, not the edited
+file).
 
 Skipped when the install is pure Python (GREENLANE_PURE=1, or no C compiler at install)."""
 
 from __future__ import annotations
 
+import ast
 import importlib
 import importlib.machinery
 import importlib.util
@@ -17,8 +19,18 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).parents[2]
-# As in setup.py's RULES.
-MODULES = ["engine", "state", "records", "calendar", "due_index", "accounts", "fastinit"]
+
+
+def _compiled_sources() -> list[str]:
+    """setup.py's `COMPILED` list (read, not imported: importing it would run `setup()`)."""
+    tree = ast.parse((ROOT / "setup.py").read_text(encoding="utf-8"))
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", None) == "COMPILED":
+            return [str(path) for path in ast.literal_eval(node.value)]
+    raise AssertionError("setup.py defines no COMPILED list")
+
+
+SOURCES = _compiled_sources()  # e.g. "sla/engine.py"
 GROUP = "greenlane_rules__mypyc"  # the shared library that holds their code
 
 if os.environ.get("GREENLANE_PURE", "") not in ("", "0"):
@@ -37,9 +49,13 @@ def _origin(name: str) -> Path:
     return Path(spec.origin)
 
 
-@pytest.mark.parametrize("module", MODULES)
-def test_the_compiled_module_is_the_one_imported(module: str) -> None:
-    name = f"greenlane.sla.{module}"
+def _module(source: str) -> str:
+    return "greenlane." + source.removesuffix(".py").replace("/", ".")
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_the_compiled_module_is_the_one_imported(source: str) -> None:
+    name = _module(source)
     origin = _origin(name)
     assert origin.name.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES)), (
         f"{name} is imported from {origin}, not its compiled extension: run `make install`"
@@ -55,14 +71,13 @@ def test_the_compiled_module_is_the_one_imported(module: str) -> None:
         assert not isinstance(obj, types.FunctionType), f"{name}.{obj.__name__} is interpreted"
 
 
-@pytest.mark.parametrize("module", MODULES)
-def test_the_compiled_module_is_not_older_than_its_source(module: str) -> None:
-    source = ROOT / "sla" / f"{module}.py"
+@pytest.mark.parametrize("source", SOURCES)
+def test_the_compiled_module_is_not_older_than_its_source(source: str) -> None:
     built = min(
-        _origin(f"greenlane.sla.{module}").resolve().stat().st_mtime,
+        _origin(_module(source)).resolve().stat().st_mtime,
         _origin(GROUP).resolve().stat().st_mtime,
     )
-    assert source.stat().st_mtime <= built, (
-        f"sla/{module}.py changed after the compiled rules were built, so the old code runs: "
+    assert (ROOT / source).stat().st_mtime <= built, (
+        f"{source} changed after it was compiled, so the old code runs: "
         "run `make install` to compile it again"
     )

@@ -116,9 +116,22 @@ def test_rungs_fire_from_the_sweep_when_no_event_arrives() -> None:
     assert metric(service, "greenlane_open_slas", status="on_track") == 3
 
 
+class ReadCountingTable(dict[str, Any]):
+    """A requests table that records the keys read from it (the service reads with `get`)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads: list[str] = []
+
+    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+        self.reads.append(key)
+        return super().get(key, default)
+
+
 def test_a_sweep_costs_what_is_due_not_what_is_open() -> None:
     clock = Clock(T0)
-    service = make_service(clock)
+    requests = ReadCountingTable()
+    service = make_service(clock, requests=requests)
     service.handle(TOPICS.accounts, 2, 0, KEY, ACCOUNT)
     for n in range(200):  # one fault a day; each day's sweeps fire all of its rungs
         clock.now = T0 + timedelta(days=n)
@@ -131,17 +144,11 @@ def test_a_sweep_costs_what_is_due_not_what_is_open() -> None:
             request_id=f"TT-{n}",
         )
         service.handle(TOPICS.tickets, 2, n, KEY, created)
-    loads: list[str] = []
-    original = service._load
-
-    def counting_load(key: str) -> Any:
-        loads.append(key)
-        return original(key)
-
-    service._load = counting_load  # type: ignore[method-assign]
+    assert len(requests) == 200
+    requests.reads.clear()
     clock.now += timedelta(minutes=7, seconds=30)  # respond rung 1 of the newest fault
     fired = service.sweep(2)
-    assert loads == ["GOV-SZ-0042/TT-199"]  # one load, though 200 requests are in the table
+    assert requests.reads == ["GOV-SZ-0042/TT-199"]  # one read, though 200 are in the table
     assert [(o.value["request_id"], o.value["rung"]) for o in fired] == [("TT-199", 1)]
 
 
