@@ -70,20 +70,10 @@ class HistoryEvent:
             "type": self.event_type,
             "at": rfc3339(self.at),
         }
-        # Written out, in this order (the stored JSON's): compiled, each is a direct read,
-        # where `getattr` by name went through the type's attribute lookup.
-        if self.state is not None:
-            out["state"] = self.state
-        if self.milestone is not None:
-            out["milestone"] = self.milestone
-        if self.stage is not None:
-            out["stage"] = self.stage
-        if self.status is not None:
-            out["status"] = self.status
-        if self.department is not None:
-            out["department"] = self.department
-        if self.reason is not None:
-            out["reason"] = self.reason
+        for name in ("state", "milestone", "stage", "status", "department", "reason"):
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = value
         return out
 
     @classmethod
