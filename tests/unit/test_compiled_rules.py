@@ -44,7 +44,15 @@ if importlib.util.find_spec(GROUP) is None:
 
 
 def _origin(name: str) -> Path:
-    spec = importlib.util.find_spec(name)
+    """The file `name` is imported from, looked up in its package's folders.
+
+    Not the imported module's own spec: a module of the group that another one imported
+    first (the rules import each other) is initialised by the shared library, and mypyc
+    names its file as if it lay beside that library (`<root>/greenlane/sla/...`), where
+    there is no such file."""
+    package, _, _ = name.rpartition(".")
+    folders = importlib.import_module(package).__path__ if package else None  # None: sys.path
+    spec = importlib.machinery.PathFinder.find_spec(name, folders)
     assert spec is not None and spec.origin is not None, name
     return Path(spec.origin)
 

@@ -16,6 +16,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from greenlane.agents import tracking
 from greenlane.sla import engine, records, state
 from greenlane.sla.fastinit import fast_init, is_python_class
 
@@ -30,6 +31,7 @@ CLASSES = [
     records.Escalation,
     engine.Step,
     engine.Projection,
+    tracking.Output,
 ]
 
 
@@ -77,7 +79,9 @@ def _pure(cls: type) -> type:
         return cls
     name = f"_pure_{cls.__module__.replace('.', '_')}"
     if name not in sys.modules:
-        source = Path(__file__).parents[2] / "sla" / f"{cls.__module__.rsplit('.', 1)[1]}.py"
+        # greenlane.<folder>.<module> → <repository>/<folder>/<module>.py
+        source = Path(__file__).parents[2].joinpath(*cls.__module__.split(".")[1:])
+        source = source.with_suffix(".py")
         spec = importlib.util.spec_from_file_location(name, source)
         assert spec is not None and spec.loader is not None
         module = importlib.util.module_from_spec(spec)
