@@ -15,6 +15,7 @@ from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as package_version
 from typing import Any
 
+from mypy_extensions import mypyc_attr
 from prometheus_client import CollectorRegistry, Gauge, Histogram, ProcessCollector
 from prometheus_client import Counter as PromCounter
 from prometheus_client.core import GaugeMetricFamily
@@ -53,6 +54,7 @@ def open_counts(state: RequestState | RequestStanding | None) -> Counter[OpenKey
     return Counter(open_keys(state))
 
 
+@mypyc_attr(native_class=False)  # compiled (setup.py), but a Collector is a Python class
 class OpenSlaGauge(Collector):
     """`greenlane_open_slas`: open SLAs per partition, summed over the partitions owned."""
 
@@ -248,6 +250,7 @@ def greenlane_version() -> str:
         return "unknown"
 
 
+@mypyc_attr(native_class=False)  # as above
 class ConsumerLagCollector(Collector):
     """`greenlane_consumer_lag`: records not yet consumed, per assigned topic partition.
 
