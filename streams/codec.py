@@ -93,7 +93,8 @@ def decode_event(raw: bytes | str | None, key: bytes | str | None = None) -> Eve
     except ValidationError:
         # Rejections are rare: the two-step validation names them, as it always has.
         event = _validate_in_two_steps(obj)
-    if not event.is_account_event and event.request_id is None:
+    # `request_id` first: it is a field, the other a property, and almost always set.
+    if event.request_id is None and not event.is_account_event:
         raise DecodeError("missing_request_id", f"{event.event_type} needs a request_id")
     if key is not None:
         key_text = key.decode("utf-8", "replace") if isinstance(key, bytes) else key
