@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
-from typing import Literal, Protocol
+from typing import Final, Literal
 from zoneinfo import ZoneInfo
 
 from mypy_extensions import mypyc_attr
@@ -23,8 +23,10 @@ DayMode = Literal["working_hours", "same_time", "end_of_day"]
 """What "N working days" means: N × the working hours of a full day; the same time of day
 N working days later; or the end of the Nth working day (GLPI's three modes)."""
 
-_ONE_SECOND = timedelta(seconds=1)
-_MAX_SEARCH_DAYS = 3 * 366  # no calendar legitimately has a year without a working day
+# `AlwaysOpen.add`'s spans by length in seconds (bounded: cleared when full).
+_SPANS: Final[dict[int, timedelta]] = {}
+MAX_SPANS: Final = 4096
+_MAX_SEARCH_DAYS: Final = 3 * 366  # no calendar legitimately has a year without a working day
 
 
 # A plain Python class when compiled (mypyc's native exception classes cannot carry
@@ -43,44 +45,57 @@ class CalendarGapError(RuntimeError):
         self.year = year
 
 
-class BusinessCalendar(Protocol):
-    """Arithmetic in business time; instants are aware datetimes."""
+class BusinessCalendar:
+    """Arithmetic in business time; instants are aware datetimes.
 
-    name: str
+    A base class, not a Protocol: the rules call `add` and `between` a few times per event,
+    and compiled code calls a base class's methods natively, a Protocol's through Python's
+    method lookup (several times the cost of the 24x7 arithmetic itself).
+    """
 
     def add(self, start: datetime, seconds: int) -> datetime:
         """The instant after `seconds` business seconds counted from `start`."""
-        ...
+        raise NotImplementedError
 
     def between(self, start: datetime, end: datetime) -> int:
         """Business seconds in [start, end); zero when end is not after start."""
-        ...
+        raise NotImplementedError
 
     def add_working_days(self, start: datetime, days: int, mode: DayMode) -> datetime:
         """The instant `days` working days after `start`, in the given mode."""
-        ...
+        raise NotImplementedError
 
     def full_day_seconds(self) -> int:
         """Business seconds in one full working day."""
-        ...
+        raise NotImplementedError
 
 
-class AlwaysOpen:
+class AlwaysOpen(BusinessCalendar):
     """The 24x7 calendar: business time is wall time, and every day is a working day."""
 
     name = "24x7"
 
     def add(self, start: datetime, seconds: int) -> datetime:
         """`start` plus `seconds` of wall time."""
-        # A second times `seconds`: building a timedelta parses its arguments in C, which
-        # cost more than the whole addition on this hot path (a few times per event).
-        return start + _ONE_SECOND * seconds
+        # Building a timedelta (or multiplying one) goes through Python integers in C and
+        # costs several times the addition; the rules ask for a few spans per event, mostly
+        # the same ones (budgets, rung offsets), so they are memoised.
+        span = _SPANS.get(seconds)
+        if span is None:
+            span = timedelta(0, seconds)
+            if len(_SPANS) >= MAX_SPANS:
+                _SPANS.clear()
+            _SPANS[seconds] = span
+        return start + span
 
     def between(self, start: datetime, end: datetime) -> int:
         """Whole seconds from `start` to `end` (never negative)."""
         if end <= start:
             return 0
-        return int((end - start).total_seconds())
+        # Not `int(span.total_seconds())`: that method goes through Python integers in C
+        # at three times the cost; the span is positive, so both drop the microseconds.
+        span = end - start
+        return span.days * 86400 + span.seconds
 
     def add_working_days(self, start: datetime, days: int, mode: DayMode) -> datetime:
         """Days of 24 hours (every mode is the same on a 24x7 clock)."""
@@ -115,7 +130,7 @@ def chinese_statutory_years() -> dict[int, YearSchedule]:
 
 
 @dataclass(eq=False)
-class WorkingCalendar:
+class WorkingCalendar(BusinessCalendar):
     """Working hours per weekday in a zone, with holidays, make-up days and overrides.
 
     :param hours: weekday (0 = Monday) → working intervals as local (start, end) times.

@@ -15,11 +15,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import lru_cache
+from typing import Final
 
 from mypy_extensions import mypyc_attr
 
 from greenlane.sla.accounts import AccountLookup, resolve_tier
-from greenlane.sla.calendar import BusinessCalendar
+from greenlane.sla.calendar import BusinessCalendar, DayMode
 from greenlane.sla.fastinit import fast_init
 from greenlane.sla.policy import Budgets, Policy, Rung, SlaDefinition, Span, Target
 from greenlane.sla.records import (
@@ -31,7 +32,6 @@ from greenlane.sla.records import (
     stable_id,
 )
 from greenlane.sla.state import (
-    _TYPE_RANK,
     AccountState,
     HistoryEvent,
     RequestInfo,
@@ -52,12 +52,12 @@ from greenlane.streams.events import (
     Envelope as Event,
 )
 
-_CLOSED_TICKET_STATES = ("resolved", "closed")
-RECENT_DELIVERIES = 8  # events per request whose outputs can be re-published on redelivery
-TICK = "tick"  # the event id under which a tick's delivery is remembered (`Tracker.advance`)
+_CLOSED_TICKET_STATES: Final = ("resolved", "closed")
+RECENT_DELIVERIES: Final = 8  # events per request whose outputs can be re-published on redelivery
+TICK: Final = "tick"  # the event id under which a tick's delivery is remembered (`Tracker.advance`)
 # Requests whose folds a Tracker keeps between events: a few MB per thousand; enough for the
 # requests active within a worker's batch window and the sweep's due requests.
-DEFAULT_CHECKPOINTS = 20_000
+DEFAULT_CHECKPOINTS: Final = 20_000
 
 
 @mypyc_attr(acyclic=True)
@@ -266,8 +266,8 @@ def signals(history: Iterable[HistoryEvent]) -> list[tuple[HistoryEvent, frozens
 
 # The conditions of an event by what decides them (`_signals_of`): few distinct values.
 _SignalsKey = tuple[str, str | None, str | None, str | None, str | None, bool]
-_SIGNALS: dict[_SignalsKey, frozenset[str]] = {}
-MAX_SIGNALS = 4096
+_SIGNALS: Final[dict[_SignalsKey, frozenset[str]]] = {}
+MAX_SIGNALS: Final = 4096
 
 
 def _signals_of(
@@ -341,13 +341,23 @@ def _ladder_plan(ladder: tuple[Rung, ...], budget_s: int) -> tuple[tuple[int, in
     )
 
 
-@lru_cache(maxsize=1024)
-def _snapshot(
-    target: str, status: str, at_risk: bool, breached: bool, predicted: bool = False
-) -> SlaSnapshot:
-    """An `SlaSnapshot`, shared: snapshots are immutable and take few distinct values, and
-    every event asks for one per target."""
-    return SlaSnapshot(target, status, at_risk, breached, predicted)
+# A target's statuses, numbered for `_TargetRules.snapshot`'s memo.
+_STATUS_CODES: Final = {
+    status: code
+    for code, status in enumerate(
+        ("idle", "running", "paused", "met", "breached", "stopped", "cancelled")
+    )
+}
+
+
+def _round_half_even(x: float) -> int:
+    """`round(x)` for x >= 0 (halves to even), without the generic call that compiled
+    code makes for `round`."""
+    whole = int(x)
+    rest = x - whole
+    if rest > 0.5 or (rest == 0.5 and whole % 2 == 1):
+        return whole + 1
+    return whole
 
 
 @mypyc_attr(acyclic=True)
@@ -451,6 +461,17 @@ class _TargetRules:
     on_resume: frozenset[str]
     on_cancel: frozenset[str]
     on_reopen: frozenset[str]
+    # Read per event, so copied out of the policy's models: a compiled class's own field is
+    # a load, a pydantic model's attribute a dictionary lookup behind its `__getattr__` hook.
+    name: str  # the target's
+    version: str  # the policy's
+    working_days: int  # the span's (0: a span in business seconds)
+    day_mode: DayMode
+    new_cycle: bool  # a reopen starts a new cycle (else it resumes)
+    seconds: int  # the span's (0: a span in working days)
+    # `snapshot`'s memo: snapshots are immutable and take few distinct values per target,
+    # so the requests that share these rules share them too.
+    snapshots: dict[int, SlaSnapshot] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def of(
@@ -478,10 +499,28 @@ class _TargetRules:
             _as_set(target.resume),
             _as_set(target.cancel),
             _as_set(target.reopen),
+            target.name,
+            policy.version,
+            span.working_days,
+            target.day_mode,
+            target.on_reopen == "new_cycle",
+            span.seconds,
         )
 
+    def snapshot(self, status: str, at_risk: bool, breached: bool, predicted: bool) -> SlaSnapshot:
+        """An `SlaSnapshot` of this target, shared."""
+        code = _STATUS_CODES.get(status, -1)
+        if code < 0:  # not a status of the rules: not worth keeping
+            return SlaSnapshot(self.name, status, at_risk, breached, predicted)
+        key = code * 8 + (4 if at_risk else 0) + (2 if breached else 0) + (1 if predicted else 0)
+        found = self.snapshots.get(key)
+        if found is None:
+            found = SlaSnapshot(self.name, status, at_risk, breached, predicted)
+            self.snapshots[key] = found
+        return found
 
-_NO_REQUEST: _Request = ("", "", None, ())  # what `fork` passes: the copy ignores it
+
+_NO_REQUEST: Final[_Request] = ("", "", None, ())  # what `fork` passes: the copy ignores it
 
 
 @mypyc_attr(acyclic=True)
@@ -491,6 +530,7 @@ class _TargetFold:
     __slots__ = (
         "_horizon",
         "_horizon_known",
+        "_last",
         "_orders",
         "_plan",
         "_plan_budget",
@@ -506,6 +546,7 @@ class _TargetFold:
         "final",
         "history",
         "info",
+        "name",
         "records",
         "request_id",
         "rules",
@@ -533,14 +574,15 @@ class _TargetFold:
         self.info = info
         self.rules = rules
         # Read on nearly every step, so kept at hand; the rest is read through `rules`.
-        self.target = target = rules.target
+        self.target = rules.target
+        self.name = rules.name
         self.cal = rules.calendar
         self.span = rules.span
         # Business seconds; for a span in working days it is fixed when the clock starts.
-        self.budget = self.span.seconds
+        self.budget = rules.seconds
         self._plan = rules.plan
         self._plan_budget = self.budget
-        self.sla_id = f"{self.account_id}/{self.request_id}/{target.name}"
+        self.sla_id = f"{self.account_id}/{self.request_id}/{self.name}"
         self.c = _Clock()
         self.records: tuple[Record, ...] = ()  # this call's (a tuple: most calls make none)
         # The instant of the next rung or breach while the clock runs (None: nothing left),
@@ -553,6 +595,7 @@ class _TargetFold:
         self._risk_s = 0
         self._risk_line = 0.0
         self._risk_known = False
+        self._last: SlaSnapshot | None = None  # the last standing's snapshot (`_snapshot`)
         self._orders = info.kind == "order"  # only orders predict (stages ahead)
         # Ended for good (cancelled, or met/stopped with no reopen condition): no event and
         # no time can change it or make it publish again, so folding skips it and its
@@ -572,6 +615,7 @@ class _TargetFold:
         `tests/unit/test_fold_fork.py` checks that this covers every slot."""
         self._horizon = other._horizon
         self._horizon_known = other._horizon_known
+        self._last = other._last
         self._orders = other._orders
         self._plan = other._plan
         self._plan_budget = other._plan_budget
@@ -590,6 +634,7 @@ class _TargetFold:
         self.rules = other.rules
         self.skip = other.skip
         self.sla_id = other.sla_id
+        self.name = other.name
         self.span = other.span
         self.target = other.target
         self.c = other.c.copy()
@@ -674,12 +719,12 @@ class _TargetFold:
                 cycle=c.cycle,
                 account_id=self.account_id,
                 request_id=self.request_id,
-                target=self.target.name,
+                target=self.name,
                 kind=kind,  # type: ignore[arg-type]
                 at=at,
                 due_at=due,
                 tier=info.tier,
-                policy_version=self.rules.policy.version,
+                policy_version=self.rules.version,
                 service=info.service,
                 elapsed_s=elapsed,
                 paused_s=c.paused_s,
@@ -734,14 +779,14 @@ class _TargetFold:
                         sla_id=self.sla_id,
                         account_id=self.account_id,
                         request_id=self.request_id,
-                        target=self.target.name,
+                        target=self.name,
                         rung=rung,
                         roles=self.rules.ladder[rung - 1].roles,
                         fire_at=at,
                         sla_due_at=self._due(),
                         tier=self.info.tier,
                         service=self.info.service,
-                        policy_version=self.rules.policy.version,
+                        policy_version=self.rules.version,
                         repeat=repeat,
                     ),
                 )
@@ -770,11 +815,11 @@ class _TargetFold:
         """Apply the conditions one event satisfies (cancel, then stop, pause, resume, start)."""
         if ev.state is not None:  # only a state change moves in or out of `held`
             self._measure_held(ev, sigs)
-        tgt, c, t = self.target, self.c, ev.at
+        rules, c, t = self.rules, self.c, ev.at
         if c.status == "idle":
             if sigs & self.rules.on_start:
-                if self.span.in_working_days:
-                    due = self.cal.add_working_days(t, self.span.working_days, tgt.day_mode)
+                if rules.working_days:
+                    due = self.cal.add_working_days(t, rules.working_days, rules.day_mode)
                     self.budget = self.cal.between(t, due)
                 c.status, c.started_at, c.mark = "running", t, t
                 self._change("started", t, due=self._due())
@@ -803,14 +848,14 @@ class _TargetFold:
             return
         if c.status in ("met", "stopped") and sigs & self.rules.on_reopen:
             assert c.stopped_at is not None
-            if tgt.on_reopen == "new_cycle":
+            if rules.new_cycle:
                 # A fresh cycle with its own budget and rungs; the ended cycle keeps its
                 # outcome (met stays met).
                 c.cycle += 1
                 c.elapsed = c.paused_s = c.held_s = 0
                 c.fired, c.breached, c.breached_at = frozenset(), False, None
-                if self.span.in_working_days:
-                    due = self.cal.add_working_days(t, self.span.working_days, tgt.day_mode)
+                if rules.working_days:
+                    due = self.cal.add_working_days(t, rules.working_days, rules.day_mode)
                     self.budget = self.cal.between(t, due)
             else:
                 # The time between stop and reopen was not the operator's: count it as paused.
@@ -825,7 +870,7 @@ class _TargetFold:
         it makes no more records."""
         c = self.c
         self.dead = True
-        self.final = _snapshot(self.target.name, c.status, False, c.breached)
+        self.final = self.rules.snapshot(c.status, False, c.breached, False)
 
     def _open_held(self, at: datetime) -> int:
         since = self.c.held_since
@@ -881,19 +926,18 @@ class _TargetFold:
             if self._risk_s > elapsed:
                 at_risk_at = self._risk_at
                 assert at_risk_at is not None  # elapsed is never below the banked c.elapsed
-                wakeup = at_risk_at if wakeup is None else min(wakeup, at_risk_at)
+                wakeup = at_risk_at if wakeup is None or at_risk_at < wakeup else wakeup
             at_risk_now = elapsed >= self._risk_line
-            return _snapshot(self.target.name, "running", at_risk_now, False, False), wakeup
-        name = self.target.name
+            return self._snapshot("running", at_risk_now, False, False), wakeup
         if c.status == "paused":
             status = "breached" if c.breached else "paused"
             at_risk = not c.breached and c.elapsed >= self.rules.at_risk_fraction * self.budget
-            return _snapshot(name, status, at_risk, c.breached), None
+            return self._snapshot(status, at_risk, c.breached), None
         if c.status != "running":
-            return _snapshot(name, c.status, False, c.breached), None
+            return self._snapshot(c.status, False, c.breached), None
         wakeup = self._horizon if self._horizon_known else self._next_firing()
         if c.breached:
-            return _snapshot(name, "breached", False, True), wakeup
+            return self._snapshot("breached", False, True), wakeup
         assert c.mark is not None
         elapsed = c.elapsed + self.cal.between(c.mark, until)
         orders = self._orders
@@ -904,18 +948,35 @@ class _TargetFold:
         if self._risk_s > elapsed:
             at_risk_at = self._risk_at
             assert at_risk_at is not None  # elapsed is never below the banked c.elapsed
-            wakeup = at_risk_at if wakeup is None else min(wakeup, at_risk_at)
+            wakeup = at_risk_at if wakeup is None or at_risk_at < wakeup else wakeup
         if orders and wakeup is not None and not predicted and self._predicts_late(wakeup):
             wakeup = self._prediction_turns_late(until, wakeup)
         at_risk_now = elapsed >= at_risk_line
-        return _snapshot(name, "running", at_risk_now or predicted, False, predicted), wakeup
+        return self._snapshot("running", at_risk_now or predicted, False, predicted), wakeup
+
+    def _snapshot(
+        self, status: str, at_risk: bool, breached: bool, predicted: bool = False
+    ) -> SlaSnapshot:
+        """`_snapshot` for this target: the last one again when it still holds (most
+        events leave a target where it stood), without the shared memo's lookup."""
+        last = self._last
+        if (
+            last is not None
+            and last.at_risk == at_risk
+            and last.breached == breached
+            and last.predicted == predicted
+            and last.status == status
+        ):
+            return last
+        self._last = snapshot = self.rules.snapshot(status, at_risk, breached, predicted)
+        return snapshot
 
     def _know_risk(self) -> None:
         """The at-risk share of the budget, and the instant the running clock reaches it:
         fixed until the clock changes (kept like the next firing)."""
         c = self.c
         self._risk_line = line = self.rules.at_risk_fraction * self.budget
-        self._risk_s = at_risk_s = round(line)
+        self._risk_s = at_risk_s = _round_half_even(line)
         self._risk_at = self._instant_at(at_risk_s) if at_risk_s > c.elapsed else None
         self._risk_known = True
 
@@ -1122,7 +1183,7 @@ class FoldCheckpoint:
 
 # Target rules by target and the request facts its budget depends on (`_new_folds`).
 _RulesCache = dict[tuple[int, str, int | None, str | None, str | None], _TargetRules]
-MAX_RULES = 4096
+MAX_RULES: Final = 4096
 
 
 def _new_folds(
@@ -1212,9 +1273,21 @@ def _project(
     projection = Projection(
         records=tuple(records),
         snapshots=snapshots,
-        next_wakeup=min(wakeups) if wakeups else None,
+        next_wakeup=_earliest(wakeups),
     )
     return projection, checkpoint
+
+
+def _earliest(instants: list[datetime]) -> datetime | None:
+    """The earliest of `instants` (None when there are none): `min` without the generic
+    call, which costs more than the loop for the few wake-ups of a request."""
+    if not instants:
+        return None
+    first = instants[0]
+    for instant in instants:
+        if instant < first:
+            first = instant
+    return first
 
 
 def _stand(
@@ -1286,6 +1359,8 @@ class Tracker:
         """:param checkpoints: requests whose folds are kept in memory between events (least
         recently used go first; 0 folds every request's history afresh each time)."""
         self.policy = policy
+        # The policy's version, read per event (a pydantic model's attribute costs more).
+        self.version = policy.version
         self.calendars = dict(calendars or policy.build_calendars())
         self.max_checkpoints = checkpoints
         self._checkpoints: OrderedDict[str, FoldCheckpoint] = OrderedDict()
@@ -1308,30 +1383,48 @@ class Tracker:
             producer's duplicate: what it produced is handed back to publish again (ids are
             deterministic, so consumers drop what did arrive).
         """
-        assert event.request_id is not None
+        request_id = event.request_id
+        assert request_id is not None
+        # The event's compact form is what the rules read from here on: its fields are a
+        # compiled class's, read at a fraction of a pydantic model's cost.
+        ev = to_history_event(event)
+        return self._apply(state, event, ev, request_id, account, now, lookup, delivery)
+
+    def _apply(
+        self,
+        state: RequestState | None,
+        event: Event,
+        ev: HistoryEvent,
+        request_id: str,
+        account: AccountState | None,
+        now: datetime,
+        lookup: AccountLookup | None,
+        delivery: str | None,
+    ) -> Step:
+        """`apply`, given the event's compact form and its request id."""
         # The usual case (an event in order for a request whose folds are kept, or one that
         # creates a request) goes the way `apply_many` goes; the rest below.
         if state is not None:
-            run = self._start_run(state, event, now)
+            run = self._start_run(state, ev, now)
         else:
-            run = self._start_new_run(event, account, now, lookup)
+            run = self._start_new_run(event, ev, request_id, account, now, lookup)
         if run is not None:
-            records = self._run_event(run, event, delivery, now, last=True)
+            records = self._run_event(run, ev, delivery, now, last=True)
             return Step(self._finish_run(run, now), records)
         if state is None:
-            state = RequestState(account_id=event.account_id, request_id=event.request_id)
-        if state.seen(event.event_id):
+            state = RequestState(account_id=event.account_id, request_id=request_id)
+        if state.seen(ev.event_id):
             return Step(
                 state=state,
                 duplicate=True,
-                republish=self._redelivered(state, event.event_id, delivery, now),
+                republish=self._redelivered(state, ev.event_id, delivery, now),
             )
         info, version = state.info, state.policy_version
-        if info is None and event.event_type.endswith(".created"):
+        if info is None and ev.event_type.endswith(".created"):
             info = request_info(event, account, self.policy, lookup)
-            version = self.policy.version
-        history = state.history_with(to_history_event(event))
-        delivered = None if delivery is None else (event.event_id, delivery)
+            version = self.version
+        history = state.history_with(ev)
+        delivered = None if delivery is None else (ev.event_id, delivery)
         return self._advance(state, now, delivered, (info, version, history))
 
     def apply_many(
@@ -1360,35 +1453,34 @@ class Tracker:
         run: _Run | None = None  # events folded on the quick path since the last state
         for n, event in enumerate(events):
             delivery = None if deliveries is None else deliveries[n]
-            if run is not None and not run.takes(event, now):
+            request_id = event.request_id
+            assert request_id is not None
+            ev = to_history_event(event)
+            if run is not None and not run.takes(ev, now):
                 state = self._finish_run(run, now)
                 run = None
             if run is None:
                 if state is not None:
-                    run = self._start_run(state, event, now)
+                    run = self._start_run(state, ev, now)
                 else:
-                    run = self._start_new_run(event, account, now, lookup)
+                    run = self._start_new_run(event, ev, request_id, account, now, lookup)
             if run is None:
-                step = self.apply(state, event, account, now, lookup, delivery)
+                step = self._apply(state, event, ev, request_id, account, now, lookup, delivery)
                 state = step.state
                 outcomes.append(Outcome(step.records, step.duplicate, step.republish))
                 continue
             last = n == len(events) - 1
-            outcomes.append(Outcome(self._run_event(run, event, delivery, now, last)))
+            outcomes.append(Outcome(self._run_event(run, ev, delivery, now, last)))
         if run is not None:
             state = self._finish_run(run, now)
         if state is None:
             raise ValueError("apply_many needs a state or at least one event")
         return Batch(state, tuple(outcomes))
 
-    def _start_run(self, state: RequestState, event: Event, now: datetime) -> _Run | None:
-        """A quick run from `state` for `event`, or None when `apply` must take it: the
+    def _start_run(self, state: RequestState, ev: HistoryEvent, now: datetime) -> _Run | None:
+        """A quick run from `state` for the event `ev`, or None when `apply` must take it: the
         request's folds must be kept, cover its whole history and fit `now`."""
-        if (
-            self.max_checkpoints <= 0
-            or state.info is None
-            or state.policy_version != self.policy.version
-        ):
+        if self.max_checkpoints <= 0 or state.info is None or state.policy_version != self.version:
             return None
         key = state.key
         checkpoint = self._checkpoints.get(key)
@@ -1400,7 +1492,7 @@ class Tracker:
         ):
             return None
         run = _Run(key, checkpoint, state)
-        if not run.takes(event, now):
+        if not run.takes(ev, now):
             return None
         del self._checkpoints[key]  # taken out while in use, as `_project` does
         return run
@@ -1408,42 +1500,36 @@ class Tracker:
     def _start_new_run(
         self,
         event: Event,
+        ev: HistoryEvent,
+        request_id: str,
         account: AccountState | None,
         now: datetime,
         lookup: AccountLookup | None,
     ) -> _Run | None:
-        """A quick run for a request's first event when it creates the request (with an
-        SLA, at or before `now`, no folds kept for it), or None."""
-        request_id = event.request_id
-        if (
-            self.max_checkpoints <= 0
-            or request_id is None
-            or event.event_time > now
-            or not event.event_type.endswith(".created")
-        ):
+        """A quick run for a request's first event (`event`, compact `ev`) when it creates
+        the request (with an SLA, at or before `now`, no folds kept for it), or None."""
+        if self.max_checkpoints <= 0 or ev.at > now or not ev.event_type.endswith(".created"):
             return None
-        key = request_key(event.account_id, request_id)
+        account_id = event.account_id
+        key = request_key(account_id, request_id)
         if key in self._checkpoints:
             return None
         info = request_info(event, account, self.policy, lookup)
-        first = to_history_event(event)
-        request = (event.account_id, request_id, info, (first,))
+        request = (account_id, request_id, info, (ev,))
         folds = _new_folds(request, self.policy, self.calendars, frozenset(), self._rules)
         if folds is None:
             return None
-        state = RequestState(event.account_id, request_id, info, self.policy.version)
-        run = _Run(key, FoldCheckpoint((), None, folds, None), state)
-        run.first = first
-        return run
+        state = RequestState(account_id, request_id, info, self.version)
+        return _Run(key, FoldCheckpoint((), None, folds, None), state)
 
     def _run_event(
-        self, run: _Run, event: Event, delivery: str | None, now: datetime, last: bool = False
+        self, run: _Run, ev: HistoryEvent, delivery: str | None, now: datetime, last: bool = False
     ) -> tuple[Record, ...]:
-        """Fold one more event on the quick path; its records, as `apply` gives them.
+        """Fold one more event (its compact form) on the quick path; its records, as
+        `apply` gives them.
 
         :param last: the run ends with it: where the folds stand at `now` is worked out in
             the same pass (for `_finish_run`)."""
-        ev, run.first = run.first or to_history_event(event), None
         history = run.history = (*run.history, ev)
         checkpoint, skip = run.checkpoint, run.emitted
         sigs, checkpoint.last_ticket_state = _signals_of(ev, checkpoint.last_ticket_state)
@@ -1458,14 +1544,14 @@ class Tracker:
         if last:
             wakeups: list[datetime] = []
             snapshots = _stand(folds, now, records, wakeups)
-            run.standing = (snapshots, min(wakeups) if wakeups else None)
+            run.standing = (snapshots, _earliest(wakeups))
         else:
             _stand(folds, now, records, None)
             run.standing = None
         new = tuple(records)
         new_ids = {r.record_id for r in new} if new else set()
         if delivery is not None:
-            produced = (event.event_id, delivery, tuple(sorted(new_ids)))
+            produced = (ev.event_id, delivery, tuple(sorted(new_ids)))
             run.deliveries = (*run.deliveries[-(RECENT_DELIVERIES - 1) :], produced)
         if new_ids:
             run.emitted = run.emitted | new_ids
@@ -1477,11 +1563,13 @@ class Tracker:
         if run.standing is None:
             wakeups: list[datetime] = []
             snapshots = _stand(checkpoint.folds, now, None, wakeups)
-            run.standing = (snapshots, min(wakeups) if wakeups else None)
+            run.standing = (snapshots, _earliest(wakeups))
         self._checkpoints[run.key] = checkpoint
         if len(self._checkpoints) > self.max_checkpoints:
             self._checkpoints.popitem(last=False)
         state = run.state
+        snapshots, wakeup = run.standing
+        # Arguments spelled out: a starred one makes the call a generic (slow) Python call.
         return RequestState(
             state.account_id,
             state.request_id,
@@ -1489,7 +1577,8 @@ class Tracker:
             state.policy_version,
             run.history,
             run.emitted,
-            *run.standing,
+            snapshots,
+            wakeup,
             run.deliveries,
         )
 
@@ -1535,7 +1624,7 @@ class Tracker:
         """
         info, version, history = event or (state.info, state.policy_version, state.history)
         # (A replan has the info and version of `state`: an event sets them only when new.)
-        replan = info is not None and version != self.policy.version
+        replan = info is not None and version != self.version
         # A replan reads the records already published; otherwise they are not rebuilt.
         skip = frozenset() if replan else state.emitted
         request = (state.account_id, state.request_id, info, history)
@@ -1556,7 +1645,7 @@ class Tracker:
             state.account_id,
             state.request_id,
             info,
-            self.policy.version if replan else version,
+            self.version if replan else version,
             history,
             state.emitted | new_ids if new_ids else state.emitted,
             projection.snapshots,
@@ -1618,11 +1707,11 @@ class Tracker:
             out.append(
                 replace(
                     record,
-                    change_id=stable_id(record.sla_id, "replanned", self.policy.version),
+                    change_id=stable_id(record.sla_id, "replanned", self.version),
                     kind="replanned",
                     at=now,
                     elapsed_s=elapsed,
-                    reason=f"policy {state.policy_version} → {self.policy.version}",
+                    reason=f"policy {state.policy_version} → {self.version}",
                     attribution=None,
                 )
             )
@@ -1637,7 +1726,6 @@ class _Run:
         "checkpoint",
         "deliveries",
         "emitted",
-        "first",
         "history",
         "key",
         "standing",
@@ -1651,27 +1739,22 @@ class _Run:
         self.history = state.history
         self.emitted = state.emitted
         self.deliveries = state.deliveries
-        self.first: HistoryEvent | None = None  # the first event, made already
         # Snapshots and next wake-up after the last event, when worked out with it.
         self.standing: tuple[tuple[SlaSnapshot, ...], datetime | None] | None = None
 
-    def takes(self, event: Event, now: datetime) -> bool:
-        """True when `event` can be folded on the quick path: new, stamped at or before
-        `now`, and sorting after every event so far (as `apply` would append it)."""
-        at = event.event_time
+    def takes(self, ev: HistoryEvent, now: datetime) -> bool:
+        """True when the event `ev` can be folded on the quick path: new, stamped at or
+        before `now`, and sorting after every event so far (as `apply` would append it)."""
+        at = ev.at
         if at > now:
             return False
-        event_id = event.event_id
+        event_id = ev.event_id
         for e in self.history:
             if e.event_id == event_id:
                 return False  # a duplicate: `apply` says what to publish again
         if self.history:
             last = self.history[-1]
-            if not last.at < at and last.sort_key > (
-                at,
-                _TYPE_RANK.get(event.event_type, 1),
-                event_id,
-            ):
+            if not last.at < at and last.sort_key > ev.sort_key:
                 return False
         return True
 

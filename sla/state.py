@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 from mypy_extensions import mypyc_attr
 
@@ -18,7 +18,7 @@ from greenlane.sla.records import rfc3339
 
 # Events at the same instant apply in lifecycle order: a request is created before it
 # is worked on, whatever the ids say.
-_TYPE_RANK = {"order.created": 0, "ticket.created": 0}
+_TYPE_RANK: Final = {"order.created": 0, "ticket.created": 0}
 
 
 @mypyc_attr(acyclic=True)

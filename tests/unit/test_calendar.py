@@ -11,7 +11,14 @@ from hypothesis import strategies as st
 
 from greenlane.config.loader import load_policy
 from greenlane.config.settings import EXAMPLE_POLICY
-from greenlane.sla.calendar import CalendarGapError, WorkingCalendar, YearSchedule, chinese_years
+from greenlane.sla.calendar import (
+    MAX_SPANS,
+    AlwaysOpen,
+    CalendarGapError,
+    WorkingCalendar,
+    YearSchedule,
+    chinese_years,
+)
 
 SH = ZoneInfo("Asia/Shanghai")
 OFFICE = ((time(8, 30), time(12, 0)), (time(13, 30), time(17, 30)))  # 7.5 h a day
@@ -181,3 +188,23 @@ def test_same_time_due_is_never_before_the_working_hours_mode_less_a_day(
         local = due.astimezone(SH)
         assert CN.is_working_day(local.date())
         assert any(a <= due <= b for a, b in CN.intervals(local.date()))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.datetimes(
+        min_value=datetime(2000, 1, 1), max_value=datetime(2090, 1, 1), timezones=st.just(UTC)
+    ),
+    st.datetimes(
+        min_value=datetime(2000, 1, 1), max_value=datetime(2090, 1, 1), timezones=st.just(UTC)
+    ),
+    st.lists(st.integers(0, 400 * 86400), min_size=1, max_size=5),
+)
+def test_the_24x7_calendar_is_wall_time(a: datetime, b: datetime, spans: list[int]) -> None:
+    """24x7 business time is wall time in whole seconds, microseconds dropped from a span,
+    whatever its memo of spans holds (filled past its bound here) or lacks."""
+    always = AlwaysOpen()
+    assert always.between(a, b) == max(0, int((b - a).total_seconds()))
+    for n in [*spans, *range(MAX_SPANS + 1), *spans]:
+        assert always.add(a, n) == a + timedelta(seconds=n), n
+    assert always.between(a, always.add(a, spans[0])) == spans[0]

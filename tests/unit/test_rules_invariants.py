@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from greenlane.config.loader import load_policy
 from greenlane.config.settings import EXAMPLE_POLICY
-from greenlane.sla.engine import Tracker
+from greenlane.sla.engine import Tracker, _round_half_even
 from greenlane.sla.records import SlaChange
 from greenlane.sla.state import RequestState
 from greenlane.streams.codec import decode_event
@@ -76,3 +76,13 @@ def test_elapsed_plus_remaining_is_the_target_while_open(minutes: list[int]) -> 
         # Pausing never brings the due time forward.
         dues = [r.due_at for r in mine if r.kind in ("started", "resumed") and r.due_at]
         assert dues == sorted(dues)
+
+
+@given(
+    st.one_of(
+        st.floats(min_value=0, max_value=1e12, allow_nan=False),
+        st.integers(0, 10**6).map(lambda n: n + 0.5),  # halves, rounded to even
+    )
+)
+def test_the_at_risk_line_rounds_as_round_does(x: float) -> None:
+    assert _round_half_even(x) == round(x)
