@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from hypothesis import given
 from hypothesis import strategies as st
 
-from greenlane.sla.records import change_record_id, rfc3339, stable_id
+from greenlane.sla.records import MAX_RFC3339, change_record_id, rfc3339, stable_id
 
 
 @given(st.text(), st.text(), st.integers(min_value=0, max_value=10**6))
@@ -43,3 +43,12 @@ def test_rfc3339_is_isoformat(moment: datetime, whole_seconds: bool) -> None:
     utc = moment.astimezone(UTC)
     for each in (utc, moment, utc, moment):  # the second round from the memo
         assert rfc3339(each) == each.isoformat()
+
+
+def test_rfc3339_past_its_memo_bound() -> None:
+    """Filling the memo past its bound clears it, and every answer stays `isoformat`'s."""
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    for n in range(MAX_RFC3339 + 10):
+        moment = start + timedelta(seconds=n)
+        assert rfc3339(moment) == moment.isoformat()
+    assert rfc3339(start) == start.isoformat()
