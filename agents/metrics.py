@@ -189,7 +189,8 @@ class WorkerMetrics:
         # under a lock on every call, a few microseconds a record (labels are bounded).
         self._children: dict[tuple[Any, tuple[str, ...]], Any] = {}
 
-    def _child(self, metric: Any, *labels: str) -> Any:
+    def _child(self, metric: Any, labels: tuple[str, ...]) -> Any:
+        # `labels` as one tuple, not starred: a starred call is a generic Python call.
         key = (metric, labels)
         child = self._children.get(key)
         if child is None:
@@ -200,7 +201,7 @@ class WorkerMetrics:
         self, topic: str, event_type: str, outcome: str, tally: Tally | None = None
     ) -> None:
         """Count an input event (`greenlane_events_total`): at once, or into `tally`."""
-        _inc(self._child(self.events, topic, event_type, outcome), 1.0, tally)
+        _inc(self._child(self.events, (topic, event_type, outcome)), 1.0, tally)
 
     def add_tally(self, tally: Tally) -> None:
         """Add a batch's counter totals to their series."""
@@ -218,19 +219,18 @@ class WorkerMetrics:
         """Count one published record; a rung also observes how late it came, an SLA's end
         its business time to complete, and a breach the stages it names as over budget.
         Counter increments go into `tally` when one is given (observations never wait)."""
-        child = self._child
         if isinstance(record, SlaChange):
             labels = (record.service, record.target, record.tier, record.kind)
-            _inc(child(self.sla_changes, *labels), 1.0, tally)
+            _inc(self._child(self.sla_changes, labels), 1.0, tally)
             if record.kind in ("met", "stopped"):
-                child(self.completion, *labels).observe(record.elapsed_s)
+                self._child(self.completion, labels).observe(record.elapsed_s)
             for over in record.attribution or ():
                 stage = (record.service, over.stage, over.department)
-                _inc(child(self.breach_attributions, *stage), 1.0, tally)
-                _inc(child(self.breach_over_budget, *stage), over.over_budget_s, tally)
+                _inc(self._child(self.breach_attributions, stage), 1.0, tally)
+                _inc(self._child(self.breach_over_budget, stage), over.over_budget_s, tally)
         elif isinstance(record, Escalation):
             rung = (record.service, record.target, record.tier, str(record.rung))
-            _inc(child(self.escalations, *rung), 1.0, tally)
+            _inc(self._child(self.escalations, rung), 1.0, tally)
             lateness = published_at_epoch - record.fire_at.timestamp()
             self.rung_lateness.observe(max(0.0, lateness))
 
