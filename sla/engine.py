@@ -1208,13 +1208,53 @@ class FoldCheckpoint:
         """True when `history` extends what this checkpoint has folded."""
         if self.last_at is not None and now < self.last_at:
             return False
-        # Compared element by element, identical objects first: the usual case is cheap.
+        if history is self.events:  # the usual case: the state this checkpoint made
+            return True
+        # Compared element by element, identical objects first: the next case is cheap too.
         return history[: len(self.events)] == self.events
 
 
-# Target rules by target and the request facts its budget depends on (`_new_folds`).
-_RulesCache = dict[tuple[int, str, int | None, str | None, str | None], _TargetRules]
+# What the policy fixes for every request with the same facts (`_plan_of`): the SLA that
+# covers them (None: none does), its ladder, and the rules of each of its targets.
+_Plan = tuple[SlaDefinition | None, tuple[Rung, ...], tuple[_TargetRules, ...]]
+# The facts an SLA's choice and its targets' budgets depend on.
+_PlanKey = tuple[str, str, str | None, int | None, str, str | None, str | None]
+_RulesCache = dict[_PlanKey, _Plan]
 MAX_RULES: Final = 4096
+_NO_PLAN: Final[_Plan] = (None, (), ())
+
+
+def _plan_of(
+    info: RequestInfo,
+    policy: Policy,
+    cals: Mapping[str, BusinessCalendar],
+    rules: _RulesCache | None,
+) -> _Plan:
+    """The SLA, ladder and target rules for a request with these facts (kept in `rules`,
+    so that a new request costs one lookup, not the policy's models read again)."""
+    key = (
+        info.kind,
+        info.service,
+        info.category,
+        info.severity,
+        info.tier,
+        info.priority,
+        info.region,
+    )
+    found = None if rules is None else rules.get(key)
+    if found is None:
+        sla = matching_sla(policy, info)
+        if sla is None:
+            found = _NO_PLAN
+        else:
+            ladder = policy.ladders[sla.ladder]
+            targets = tuple(_TargetRules.of(t, info, ladder, cals, policy) for t in sla.targets)
+            found = (sla, ladder, targets)
+        if rules is not None:
+            if len(rules) >= MAX_RULES:
+                rules.clear()
+            rules[key] = found
+    return found
 
 
 def _new_folds(
@@ -1226,28 +1266,16 @@ def _new_folds(
 ) -> list[_TargetFold] | None:
     """One fold per target of the request's SLA (none when no SLA covers it).
 
-    :param rules: target rules kept for `policy` and `cals` (a tracker's own), so that the
+    :param rules: plans kept for `policy` and `cals` (a tracker's own), so that the SLA,
         conditions, budget and ladder of a target are not worked out again per request.
     """
     _, _, info, history = request
     if info is None:
         return None
-    sla = matching_sla(policy, info)
+    sla, ladder, targets = _plan_of(info, policy, cals, rules)
     if sla is None:
         return None
-    ladder = policy.ladders[sla.ladder]
-    folds = []
-    for target in sla.targets:
-        # The policy's targets live as long as the policy, so their ids stay theirs.
-        key = (id(target), info.tier, info.severity, info.priority, info.region)
-        found = None if rules is None else rules.get(key)
-        if found is None:
-            found = _TargetRules.of(target, info, ladder, cals, policy)
-            if rules is not None:
-                if len(rules) >= MAX_RULES:
-                    rules.clear()
-                rules[key] = found
-        folds.append(_TargetFold(request, found, skip))
+    folds = [_TargetFold(request, target, skip) for target in targets]
     if (promise := _promise_target(sla, info, history)) is not None:
         # Its budget is the request's own promised date: nothing to share.
         folds.append(
