@@ -988,8 +988,8 @@ class _TargetFold:
     def _snapshot(
         self, status: str, at_risk: bool, breached: bool, predicted: bool = False
     ) -> SlaSnapshot:
-        """`_snapshot` for this target: the last one again when it still holds (most
-        events leave a target where it stood), without the shared memo's lookup."""
+        """This target's snapshot: the last one again when it still holds (most events
+        leave a target where it stood), else the shared one of its rules (`snapshot`)."""
         last = self._last
         if (
             last is not None
