@@ -459,8 +459,7 @@ class _TargetRules:
     calendar: BusinessCalendar
     stage_calendar: BusinessCalendar
     policy: Policy
-    span: Span
-    plan: tuple[tuple[int, int, int], ...]  # the ladder's firings on `span.seconds`
+    plan: tuple[tuple[int, int, int], ...]  # the ladder's firings on the span's seconds
     at_risk_fraction: float
     # The target's conditions as sets.
     on_start: frozenset[str]
@@ -500,7 +499,6 @@ class _TargetRules:
             calendars[target.calendar],
             calendars[policy.stage_calendar],
             policy,
-            span,
             _ladder_plan(ladder, span.seconds),
             policy.at_risk_fraction,
             _as_set(target.start),
@@ -581,8 +579,6 @@ class _TargetFold:
         "rules",
         "skip",
         "sla_id",
-        "span",
-        "target",
     )
 
     def __init__(
@@ -603,10 +599,8 @@ class _TargetFold:
         self.info = info
         self.rules = rules
         # Read on nearly every step, so kept at hand; the rest is read through `rules`.
-        self.target = rules.target
         self.name = rules.name
         self.cal = rules.calendar
-        self.span = rules.span
         # Business seconds; for a span in working days it is fixed when the clock starts.
         self.budget = rules.seconds
         self._plan = rules.plan
@@ -664,8 +658,6 @@ class _TargetFold:
         self.skip = other.skip
         self.sla_id = other.sla_id
         self.name = other.name
-        self.span = other.span
-        self.target = other.target
         self.c = other.c.copy()
         self.records = ()
 
@@ -1016,8 +1008,9 @@ class _TargetFold:
         after the due time (see `projected_finish`)."""
         if self.info.kind != "order":
             return False
+        rules = self.rules
         finish = projected_finish(
-            self.history, self.rules.policy, at, self.rules.stage_calendar, _end_stage(self.target)
+            self.history, rules.policy, at, rules.stage_calendar, _end_stage(rules.target)
         )
         return finish is not None and finish > self._due()
 
@@ -1447,20 +1440,6 @@ class Tracker:
         # The event's compact form is what the rules read from here on: its fields are a
         # compiled class's, read at a fraction of a pydantic model's cost.
         ev = to_history_event(event)
-        return self._apply(state, event, ev, request_id, account, now, lookup, delivery)
-
-    def _apply(
-        self,
-        state: RequestState | None,
-        event: Event,
-        ev: HistoryEvent,
-        request_id: str,
-        account: AccountState | None,
-        now: datetime,
-        lookup: AccountLookup | None,
-        delivery: str | None,
-    ) -> Step:
-        """`apply`, given the event's compact form and its request id."""
         # The usual case (an event in order for a request whose folds are kept, or one that
         # creates a request) goes the way `apply_many` goes; the rest below.
         if state is not None:
@@ -1524,7 +1503,7 @@ class Tracker:
                 else:
                     run = self._start_new_run(event, ev, request_id, account, now, lookup)
             if run is None:
-                step = self._apply(state, event, ev, request_id, account, now, lookup, delivery)
+                step = self.apply(state, event, account, now, lookup, delivery)
                 state = step.state
                 outcomes.append(Outcome(step.records, step.duplicate, step.republish))
                 continue

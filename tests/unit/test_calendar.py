@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from greenlane.config.loader import load_policy
 from greenlane.config.settings import EXAMPLE_POLICY
+from greenlane.sla import calendar
 from greenlane.sla.calendar import (
     MAX_SPANS,
     AlwaysOpen,
@@ -190,21 +191,26 @@ def test_same_time_due_is_never_before_the_working_hours_mode_less_a_day(
         assert any(a <= due <= b for a, b in CN.intervals(local.date()))
 
 
-@settings(max_examples=300, deadline=None)
-@given(
-    st.datetimes(
-        min_value=datetime(2000, 1, 1), max_value=datetime(2090, 1, 1), timezones=st.just(UTC)
-    ),
-    st.datetimes(
-        min_value=datetime(2000, 1, 1), max_value=datetime(2090, 1, 1), timezones=st.just(UTC)
-    ),
-    st.lists(st.integers(0, 400 * 86400), min_size=1, max_size=5),
+_ANY_UTC = st.datetimes(
+    min_value=datetime(2000, 1, 1), max_value=datetime(2090, 1, 1), timezones=st.just(UTC)
 )
+
+
+@settings(max_examples=300, deadline=None)
+@given(_ANY_UTC, _ANY_UTC, st.lists(st.integers(0, 400 * 86400), min_size=1, max_size=5))
 def test_the_24x7_calendar_is_wall_time(a: datetime, b: datetime, spans: list[int]) -> None:
     """24x7 business time is wall time in whole seconds, microseconds dropped from a span,
-    whatever its memo of spans holds (filled past its bound here) or lacks."""
+    whether its memo of spans holds a span yet or not."""
     always = AlwaysOpen()
     assert always.between(a, b) == max(0, int((b - a).total_seconds()))
-    for n in [*spans, *range(MAX_SPANS + 1), *spans]:
+    for n in [*spans, *spans]:  # the second time from the memo
         assert always.add(a, n) == a + timedelta(seconds=n), n
     assert always.between(a, always.add(a, spans[0])) == spans[0]
+
+
+def test_the_24x7_span_memo_stays_bounded() -> None:
+    """Past its bound the memo of spans is cleared, and every answer stays wall time."""
+    always, start = AlwaysOpen(), datetime(2026, 1, 1, tzinfo=UTC)
+    for n in range(2 * MAX_SPANS + 10):
+        assert always.add(start, n) == start + timedelta(seconds=n), n
+        assert len(calendar._SPANS) <= MAX_SPANS

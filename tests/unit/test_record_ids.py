@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from hypothesis import given
 from hypothesis import strategies as st
 
+from greenlane.sla import records
 from greenlane.sla.records import MAX_RFC3339, change_record_id, rfc3339, stable_id
 
 
@@ -51,4 +52,5 @@ def test_rfc3339_past_its_memo_bound() -> None:
     for n in range(MAX_RFC3339 + 10):
         moment = start + timedelta(seconds=n)
         assert rfc3339(moment) == moment.isoformat()
+        assert len(records._RFC3339) <= MAX_RFC3339
     assert rfc3339(start) == start.isoformat()
