@@ -189,3 +189,22 @@ def test_the_wait_for_room_ends_on_a_rebalance_and_after_its_timeout(
         assert not queue._pending_pressure_drop_callbacks
 
     run(main())
+
+
+def test_the_fetch_waits_briefly_only_while_faust_holds_back_a_partition() -> None:
+    """Faust's own consumer: a partition held back for a full stream queue shortens the
+    fetch's wait until it is let go again (aiokafka's wait would not end when it is)."""
+    from greenlane.streams.faust_consumer import App
+
+    app = App("drain-test", broker="kafka://127.0.0.1:1")
+    consumer = app.consumer
+    tp = TP("input", 3)
+    consumer._set_active_tps({tp})
+    assert faust_drain.fetch_timeout(consumer) == faust_drain.FETCH_TIMEOUT_S
+    consumer.on_buffer_full(tp)
+    assert tp not in consumer._get_active_partitions()
+    assert faust_drain.fetch_timeout(consumer) == faust_drain.HELD_BACK_POLL_S
+    consumer.on_buffer_drop(tp)
+    assert tp in consumer._get_active_partitions()
+    assert faust_drain.fetch_timeout(consumer) == faust_drain.FETCH_TIMEOUT_S
+    assert faust_drain.HELD_BACK_POLL_S < faust_drain.FETCH_TIMEOUT_S
