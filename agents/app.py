@@ -228,13 +228,23 @@ class Greenlane:
         @app.agent(self.input, name="greenlane.track")
         async def track(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
             batches = done_batches(stream, TRACK_BATCH, within=TRACK_BATCH_WAIT_S)
+            clock = time.perf_counter
             try:
+                # Per batch: where the agent's time goes (greenlane_tracker_seconds_total).
+                sent_at = clock()
                 async for events in batches:
+                    taken_at = clock()
                     batch = [event.message for event in events]
                     for m in batch:
                         if m.topic == ticks:
                             self.tick_sent.pop(m.partition, None)
-                    await self.publish(service.handle_batch(batch))
+                    outputs = service.handle_batch(batch)
+                    handled_at = clock()
+                    await self.publish(outputs)
+                    waited_from, sent_at = sent_at, clock()
+                    self.metrics.add_tracker_time(
+                        taken_at - waited_from, handled_at - taken_at, sent_at - handled_at
+                    )
                     yield None
             finally:
                 await self.publisher.stop()

@@ -173,6 +173,17 @@ class WorkerMetrics:
             ["service", "stage", "department"],
             registry=r,
         )
+        self.tracker_seconds = PromCounter(
+            "greenlane_tracker_seconds",
+            "Wall seconds the tracker agent spent, by phase: waiting for its next batch of "
+            "events (fetching and Faust's delivery, or no input), handling it (decoding, "
+            "rules, state, records), sending it (until the broker holds its records)",
+            ["phase"],
+            registry=r,
+        )
+        self._phases = tuple(
+            self.tracker_seconds.labels(phase) for phase in ("waiting", "handling", "sending")
+        )
         self.build_info = Gauge(
             "greenlane_build_info",
             "Always 1: the running version and the policy version it judges by",
@@ -207,6 +218,11 @@ class WorkerMetrics:
         """Add a batch's counter totals to their series."""
         for child, amount in tally.totals.items():
             child.inc(amount)
+
+    def add_tracker_time(self, waiting: float, handling: float, sending: float) -> None:
+        """Add one batch's wall seconds per phase to `greenlane_tracker_seconds_total`."""
+        for child, seconds in zip(self._phases, (waiting, handling, sending), strict=True):
+            child.inc(seconds)
 
     def set_build_info(self, policy_version: str) -> None:
         """Publish `greenlane_build_info{version, policy_version} 1` (one series only)."""

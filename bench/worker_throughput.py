@@ -88,19 +88,26 @@ def events(
     return out
 
 
-def processed(url: str) -> tuple[float, float]:
-    """The worker's `greenlane_events_total` summed over its labels, and its CPU seconds
-    (`process_cpu_seconds_total`), from one scrape."""
+PHASES = ("waiting", "handling", "sending")
+
+
+def processed(url: str) -> tuple[float, float, tuple[float, ...]]:
+    """The worker's `greenlane_events_total` summed over its labels, its CPU seconds
+    (`process_cpu_seconds_total`) and its tracker's seconds per phase
+    (`greenlane_tracker_seconds_total`, in `PHASES` order), from one scrape."""
     with urllib.request.urlopen(url, timeout=5) as response:
         text = response.read().decode()
     count = cpu = 0.0
+    phases = dict.fromkeys(PHASES, 0.0)
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             if sample.name == "greenlane_events_total":
                 count += sample.value
             elif sample.name == "process_cpu_seconds_total":
                 cpu = sample.value
-    return count, cpu
+            elif sample.name == "greenlane_tracker_seconds_total":
+                phases[sample.labels["phase"]] = sample.value
+    return count, cpu, tuple(phases[p] for p in PHASES)
 
 
 WORKER_CONF_PROBE = """
@@ -142,10 +149,11 @@ def measure_worker(
     timeout: float,
     profile: Path | None = None,
     scrape_every: float = 0.5,
-) -> tuple[float, float, float]:
+) -> tuple[float, float, float, tuple[float, ...]]:
     """Run the worker until its /metrics count reaches n; (events counted, seconds, worker
-    CPU seconds) between its first scrape that counted an event and its last scrape that
-    had not yet counted them all, scraping every `scrape_every` seconds.
+    CPU seconds, tracker seconds per phase) between its first scrape that counted an event
+    and its last scrape that had not yet counted them all, scraping every `scrape_every`
+    seconds.
 
     Between those two scrapes the worker was busy throughout (the events were all published
     before it started), so sparse scrapes lose no precision: the idle time before its first
@@ -161,14 +169,16 @@ def measure_worker(
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    busy: list[tuple[float, float, float]] = []  # (time, count, cpu) while 0 < count < n
+    # (time, count, cpu, phases) while 0 < count < n
+    busy: list[tuple[float, float, float, tuple[float, ...]]] = []
     profiler: subprocess.Popen[bytes] | None = None
     count = cpu = 0.0
+    phases: tuple[float, ...] = ()
     deadline = time.perf_counter() + timeout
     try:
         while True:
             try:
-                count, cpu = processed(url)
+                count, cpu, phases = processed(url)
             except OSError:
                 count = 0
             now = time.perf_counter()
@@ -177,7 +187,7 @@ def measure_worker(
             if count >= n:
                 break
             if count > 0:
-                busy.append((now, count, cpu))
+                busy.append((now, count, cpu, phases))
             if worker.poll() is not None:
                 raise SystemExit(f"worker exited with status {worker.returncode}")
             if now > deadline:
@@ -199,8 +209,9 @@ def measure_worker(
             f"worker: fewer than two scrapes while it was busy; use more --events or a "
             f"shorter --scrape-every than {scrape_every} s"
         )
-    (t0, c0, cpu0), (t1, c1, cpu1) = busy[0], busy[-1]
-    return c1 - c0, t1 - t0, cpu1 - cpu0
+    (t0, c0, cpu0, phases0), (t1, c1, cpu1, phases1) = busy[0], busy[-1]
+    spent = tuple(b - a for a, b in zip(phases0, phases1, strict=True))
+    return c1 - c0, t1 - t0, cpu1 - cpu0, spent
 
 
 def main() -> None:
@@ -292,7 +303,7 @@ def main() -> None:
         )
         batch_size = worker_max_batch_size(env)
         url = f"http://127.0.0.1:{port}/metrics"
-        counted, seconds, cpu_s = measure_worker(
+        counted, seconds, cpu_s, spent = measure_worker(
             env, url, args.events, args.timeout, args.profile, args.scrape_every
         )
     rate = counted / seconds if seconds > 0 else float("nan")
@@ -314,6 +325,12 @@ def main() -> None:
         # The worker process's CPU (every thread) per event: less sensitive than events/s to
         # other processes sharing the cores.
         "worker_cpu_us_per_event": round(1e6 * cpu_s / counted, 1) if counted else None,
+        # The tracker agent's wall time per event by phase (greenlane_tracker_seconds_total):
+        # waiting for its next batch (Faust's per-message path), handling it, sending it.
+        "worker_phase_us_per_event": {
+            phase: round(1e6 * s / counted, 1) if counted else None
+            for phase, s in zip(PHASES, spent, strict=True)
+        },
         "worker_to_pipeline_ratio": round(rate / reference, 3) if reference else None,
         "worker_compared_with": f"pipeline_events_per_s.{same}",
         "seconds": {
