@@ -231,7 +231,8 @@ class Greenlane:
             clock = time.perf_counter
             try:
                 # Per batch: where the agent's time goes (greenlane_tracker_seconds_total).
-                sent_at = clock()
+                # Waiting is counted from the first batch on, not through the start-up.
+                sent_at: float | None = None
                 async for events in batches:
                     taken_at = clock()
                     batch = [event.message for event in events]
@@ -241,9 +242,10 @@ class Greenlane:
                     outputs = service.handle_batch(batch)
                     handled_at = clock()
                     await self.publish(outputs)
-                    waited_from, sent_at = sent_at, clock()
+                    waited = 0.0 if sent_at is None else taken_at - sent_at
+                    sent_at = clock()
                     self.metrics.add_tracker_time(
-                        taken_at - waited_from, handled_at - taken_at, sent_at - handled_at
+                        waited, handled_at - taken_at, sent_at - handled_at
                     )
                     yield None
             finally:
