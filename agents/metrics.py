@@ -176,8 +176,9 @@ class WorkerMetrics:
         self.tracker_seconds = PromCounter(
             "greenlane_tracker_seconds",
             "Wall seconds the tracker agent spent, by phase: waiting for its next batch of "
-            "events (fetching and Faust's delivery, or no input), handling it (decoding, "
-            "rules, state, records), sending it (until the broker holds its records)",
+            "events (acknowledging the last, fetching and Faust's delivery, or no input), "
+            "handling it (decoding, rules, state, records), sending it (until the broker "
+            "holds its records)",
             ["phase"],
             registry=r,
         )
