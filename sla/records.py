@@ -42,17 +42,21 @@ _ID_HASHER: Final = hashlib.blake2b(digest_size=12)
 def stable_id(*parts: object) -> str:
     """A short deterministic id from the parts that identify a record (memoised: the rules
     derive the same ids again on every event of a request)."""
-    text = "\x1f".join([p.isoformat() if isinstance(p, datetime) else str(p) for p in parts])
-    hasher = _ID_HASHER.copy()
-    hasher.update(text.encode("utf-8"))
-    return hasher.hexdigest()
+    return _digest(
+        "\x1f".join([p.isoformat() if isinstance(p, datetime) else str(p) for p in parts])
+    )
 
 
 def change_record_id(sla_id: str, kind: str, n: int) -> str:
     """`stable_id(sla_id, kind, n)`, the id of an SLA's `n`th change of a kind, without the
     memo: the rules derive each once, and a memo's miss costs more than the digest."""
+    return _digest(f"{sla_id}\x1f{kind}\x1f{n}")
+
+
+def _digest(text: str) -> str:
+    """The id of `text`: BLAKE2b-12 of its UTF-8 bytes, in hex (the output contract's)."""
     hasher = _ID_HASHER.copy()
-    hasher.update(f"{sla_id}\x1f{kind}\x1f{n}".encode())
+    hasher.update(text.encode("utf-8"))
     return hasher.hexdigest()
 
 
