@@ -1,4 +1,4 @@
-"""Batches of a Faust stream, acknowledged only once they are done.
+"""Batches of a Faust stream's events, read off its channel and acknowledged once done.
 
 Faust's `take` and `take_events` acknowledge a batch in a `finally`: when the agent is
 cancelled in the middle of one (a graceful stop, as in a rolling restart), its events are
@@ -6,26 +6,131 @@ acknowledged anyway, and the consumer commits them as it stops. A batch the audi
 held through a database outage, or the tracker had not yet published, was then never read
 again: lost. Here a batch is acknowledged only when the agent asks for the next one, so a
 batch it did not finish is read again by the next worker.
+
+The events are taken off the stream's channel queue (where Faust's conductor delivers
+them) a batch at a time. Faust's own `noack_take` has the stream's passive drainer move
+them one at a time into its buffer: per event, a turn of the event loop (the stream's
+iterator sleeps 0 before each read), an awaited `Queue.get`, a coroutine for its
+buffering processor and one for each acknowledgement. On a backlog that was about a tenth
+of the tracker's thread (py-spy). What the stream's iterator does for each event is done
+here too, in the same order: an event read before the latest rebalance, or while flow
+control is suspended for one, is skipped (not acknowledged, so it is read again); a message
+is tracked as unacknowledged, and the stream's sensors see each event come in and go out.
+Not done: the stream's processors and joins (a stream with any is refused, but for the
+processor Faust's agent adds to unwrap the requests of `Agent.ask`, which raw events never
+are), and its current event (a batch has no one current event; the tables these agents
+write are written with an explicit partition, `JsonTable.put`, or not at all).
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Sequence
-from typing import cast
+from typing import Any, cast
 
 import faust
+from faust.agents import Agent
 from faust.types import EventT
 
 
 async def done_batches(
     stream: faust.StreamT[bytes], size: int, within: float
 ) -> AsyncIterator[Sequence[EventT[bytes]]]:
-    """Up to `size` events at a time (fewer after `within` seconds), acknowledged only when
-    the caller comes back for the next batch: never if it fails or is cancelled first."""
-    # noack_take is on Faust's Stream, not on its StreamT interface.
-    events = cast(faust.Stream[bytes], stream)
-    async for batch in events.noack_take(size, within=within):
-        taken = cast(Sequence[EventT[bytes]], batch)
-        yield taken
-        for event in taken:
-            await events.ack(event)
+    """Up to `size` events at a time, taken as soon as one is there and as many more as
+    arrive within `within` seconds, acknowledged only when the caller comes back for the
+    next batch: never if it fails or is cancelled first."""
+    reader = _BatchReader(cast(faust.Stream[bytes], stream))
+    while not stream.should_stop:
+        try:
+            batch = await reader.take(size, within)
+        except StopAsyncIteration:
+            return  # the actor is told to stop reading (Faust throws it into the channel)
+        if batch:
+            yield batch
+            reader.ack(batch)
+
+
+def _unwraps_replies(processor: Any) -> bool:
+    # The processor Faust's agent adds to its stream, which unwraps the requests of
+    # `Agent.ask`: raw events are never such requests, and a batch is of events anyway.
+    return getattr(processor, "__func__", None) is Agent._maybe_unwrap_reply_request
+
+
+class _BatchReader:
+    """Faust's stream iterator (`faust/_cython/streams.pyx`), a batch at a time."""
+
+    def __init__(self, stream: faust.Stream[bytes]) -> None:
+        if stream.combined or any(not _unwraps_replies(p) for p in stream._processors):
+            raise ValueError(f"{stream!r}: a stream with processors or joins is read one by one")
+        self.stream = stream
+        app = stream.app
+        self.app = app
+        # The channel the conductor delivers to: `App.stream` made it the iterator clone,
+        # registered with the conductor (`Topic.__aiter__`).
+        self.queue: Any = cast(Any, stream.channel).queue
+        self.flow_control = app.flow_control
+        self.consumer: Any = app.consumer
+        self.acking_topics: set[str] = app.topics._acking_topics  # type: ignore[attr-defined]
+
+    async def take(self, size: int, within: float) -> list[EventT[bytes]]:
+        """The next events, waiting for the first and at most `within` more for the rest."""
+        queue = self.queue
+        batch: list[EventT[bytes]] = []
+        self._read(queue, batch, size)
+        if not batch:
+            batch.append(await queue.get())
+            self._read(queue, batch, size - 1)
+        if len(batch) < size:
+            try:
+                async with asyncio.timeout(within):
+                    while len(batch) < size:
+                        batch.append(await queue.get())
+                        self._read(queue, batch, size - len(batch))
+            except TimeoutError:
+                pass  # the queue's own get puts back an event it was woken for (asyncio)
+        return self._admitted(batch)
+
+    @staticmethod
+    def _read(queue: Any, batch: list[EventT[bytes]], most: int) -> None:
+        append, get, empty = batch.append, queue.get_nowait, queue.empty
+        for _ in range(most):
+            if empty():
+                return
+            append(get())
+
+    def _admitted(self, batch: list[EventT[bytes]]) -> list[EventT[bytes]]:
+        """`batch` without the events Faust's stream skips, each kept one tracked and seen
+        by the sensors as the stream sees it."""
+        stream, app, consumer = self.stream, self.app, self.consumer
+        active = self.flow_control.is_active()
+        generation = app.consumer_generation_id
+        acking_topics = self.acking_topics
+        track, on_message_in = consumer._unacked_messages.add, stream._on_message_in
+        on_event_in = stream._on_stream_event_in
+        kept: list[EventT[bytes]] = []
+        for event in batch:
+            message = event.message
+            if not active or message.generation_id != generation:
+                continue  # fetched before a rebalance: read again after it
+            tp, offset = message.tp, message.offset
+            if message.topic in acking_topics and not message.tracked:
+                message.tracked = True
+                track(message)
+                on_message_in(tp, offset, message)
+            on_event_in(tp, offset, stream, event)
+            kept.append(event)
+        stream.events_total += len(kept)
+        return kept
+
+    def ack(self, batch: Sequence[EventT[bytes]]) -> None:
+        """Acknowledge the events of a batch that is done (`Stream.ack`, each)."""
+        for event in batch:
+            self._ack(event)
+
+    def _ack(self, event: EventT[bytes]) -> None:
+        last_stream_to_ack = event.ack()
+        message = event.message
+        tp, offset = message.tp, message.offset
+        self.stream._on_stream_event_out(tp, offset, self.stream, event)
+        if last_stream_to_ack:
+            self.stream._on_message_out(tp, offset, message)
