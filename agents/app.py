@@ -20,6 +20,7 @@ from typing import Any
 
 import faust
 import orjson
+from faust.stores.memory import Store as MemoryStore
 from faust.types import TableT
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -78,11 +79,15 @@ class JsonTable(MutableMapping[str, Any]):
     def get(self, key: str, default: Any = None) -> Any:
         """The value at `key`, or `default`.
 
-        One lookup in the table's store (which `put` writes too): the mapping's own `get`
+        One lookup in the table's store (which `put` writes too): the table's own `get`
         goes through `__getitem__`, Faust's get sensors and a KeyError for every absent key,
         and most events are for requests or accounts not seen before.
         """
-        raw = self.table.data.get(key.encode("utf-8"))
+        store = self.table.data
+        # The memory store's own dict: the store's `get` is the mapping's, which looks the
+        # key up through `__getitem__` and a KeyError when absent.
+        found = store.data if isinstance(store, MemoryStore) else store
+        raw = found.get(key.encode("utf-8"))
         return default if raw is None else orjson.loads(raw)
 
     def __setitem__(self, key: str, value: Any) -> None:

@@ -49,7 +49,7 @@ aiokafka's fetcher behaves so against any Kafka.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine, Generator
+from collections.abc import Callable, Coroutine, Generator
 from typing import Any, cast
 
 from faust.transport.consumer import CONSUMER_FETCHING, Consumer
@@ -145,6 +145,31 @@ async def _wait_for_room(consumer: Consumer, tp: TP) -> None:
             dropped.cancel()
 
 
+def deliveries(consumer: Consumer) -> Callable[[TP, Any], Coroutine[Any, Any, Any]]:
+    """How to start the delivery of a message of a partition: the consumer's callback, or,
+    when that is Faust's conductor, the partition's own handler while the conductor's lock
+    is free.
+
+    The conductor's `on_message` takes its lock (`async with`, two coroutines and the lock)
+    only to look up the partition's handler, then awaits the handler outside it. With the
+    lock free nothing can change the lookup before the handler starts, so looking it up
+    directly is the same. While the lock is taken (the conductor is updating its index),
+    or for a partition without a handler, the callback runs as it always does.
+    """
+    callback: Callable[[Any], Coroutine[Any, Any, Any]] = cast(Any, consumer.callback)
+    conductor: Any = consumer.app.topics
+    if callback is not getattr(conductor, "on_message", None) or consumer.app.client_only:
+        return lambda tp, message: callback(message)
+    lock: asyncio.Lock = conductor._tp_to_callback_lock
+    handlers: dict[TP, Callable[[Any], Coroutine[Any, Any, Any]]] = conductor._tp_to_callback
+
+    def start(tp: TP, message: Any) -> Coroutine[Any, Any, Any]:
+        handler = None if lock.locked() else handlers.get(tp)
+        return handler(message) if handler is not None else callback(message)
+
+    return start
+
+
 def fetch_timeout(consumer: Consumer) -> float:
     """How long the next fetch may wait for records: short while Faust holds back a
     partition for a full stream queue, since aiokafka's wait would not end when it comes back."""
@@ -155,11 +180,11 @@ def fetch_timeout(consumer: Consumer) -> float:
 async def drain_messages(consumer: Consumer, fetcher: ServiceT) -> None:  # pragma: no cover
     """`Consumer._drain_messages` of faust-streaming 0.15.3, delivering through `deliver`.
 
-    (Only the delivery and the fetch's timeout differ; the rest is copied as it is, local
-    names and all.)
+    (Only the delivery, how it is started and the fetch's timeout differ; the rest is copied
+    as it is, local names and all.)
     """
     self = consumer
-    callback = self.callback
+    start_delivery = deliveries(self)
     getmany = self.getmany
     consumer_should_stop = cast(Service, self)._stopped.is_set
     fetcher_should_stop = cast(Service, fetcher)._stopped.is_set
@@ -203,7 +228,7 @@ async def drain_messages(consumer: Consumer, fetcher: ServiceT) -> None:  # prag
                         if commit_every is not None and self._n_acked >= commit_every:
                             self._n_acked = 0
                             await self.commit()
-                        await deliver(self, tp, cast(Coroutine[Any, Any, Any], callback(message)))
+                        await deliver(self, tp, start_delivery(tp, message))
                         set_read_offset(tp, offset)
                     else:
                         self.log.dev(

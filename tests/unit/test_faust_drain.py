@@ -7,6 +7,7 @@ channels) stands for Faust's; the deliveries are coroutines like the conductor's
 from __future__ import annotations
 
 import asyncio
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -208,3 +209,42 @@ def test_the_fetch_waits_briefly_only_while_faust_holds_back_a_partition() -> No
     assert tp in consumer._get_active_partitions()
     assert faust_drain.fetch_timeout(consumer) == faust_drain.FETCH_TIMEOUT_S
     assert faust_drain.HELD_BACK_POLL_S < faust_drain.FETCH_TIMEOUT_S
+
+
+def test_a_delivery_starts_with_its_partitions_handler_unless_the_conductor_is_updating() -> None:
+    """Faust's own conductor: its `on_message` looks the handler up under its lock; with the
+    lock free the handler is started directly, while it is taken the delivery waits for it."""
+    from greenlane.streams.faust_consumer import App
+
+    async def main() -> None:
+        app = App("drain-test", broker="kafka://127.0.0.1:1")
+        consumer, conductor = app.consumer, app.topics
+        assert consumer.callback == conductor.on_message
+        handled: list[str] = []
+
+        async def handler(message: Any) -> None:
+            handled.append(message.name)
+
+        def message(tp: TP, name: str) -> Any:
+            return SimpleNamespace(tp=tp, name=name)
+
+        conductor._tp_to_callback[TP0] = handler  # type: ignore[attr-defined]
+        start = faust_drain.deliveries(consumer)
+
+        await start(TP0, message(TP0, "direct"))
+        assert handled == ["direct"]
+
+        lock = conductor._tp_to_callback_lock  # type: ignore[attr-defined]
+        await lock.acquire()
+        task = asyncio.ensure_future(start(TP0, message(TP0, "after the update")))
+        await asyncio.sleep(0)
+        assert handled == ["direct"] and not task.done()
+        lock.release()
+        await task
+        assert handled == ["direct", "after the update"]
+
+        with pytest.raises(KeyError):  # no handler for the partition: as Faust's own lookup
+            elsewhere = TP("elsewhere", 0)
+            await start(elsewhere, message(elsewhere, "lost"))
+
+    run(main())
