@@ -2,11 +2,13 @@
 
 The same input as `worker_throughput.py` (fault tickets, five events each) and the same Faust
 app as the worker (Greenlane's `App` and `faust_settings`, the agent taking batches as the
-tracker does: `take_events(500, within=0.02)`), but no decoding, no table, no sends: the
-agent only counts. Whatever the worker does per event comes on top of this figure, so it
-bounds what any work inside Faust can reach on this machine.
+tracker does: `done_batches(stream, 500, within=0.02)`), but no decoding, no table, no sends:
+the agent only counts. Whatever the worker does per event comes on top of this figure, so it
+bounds what any work inside Faust can reach on this machine. `--faust-take` takes the
+batches with Faust's own `take_events` instead (through the stream's per-event iteration),
+as the tracker did before round 10.
 
-    .venv/bin/python bench/faust_floor.py --events 50000 [--out bench/results/floor.json]
+    .venv/bin/python bench/faust_floor.py --events 50000 [--faust-take] [--out x.json]
 
 `--profile FILE` samples the agent's process with py-spy (collapsed stacks, every thread)
 from its first batch to the last.
@@ -33,7 +35,9 @@ from worker_throughput import TRAFFIC, events, start_profiler
 from greenlane.streams.tansu import EmbeddedBroker, free_port
 
 
-def child(bootstrap_url: str, topic: str, n: int, out: Path, embedded: bool) -> None:
+def child(
+    bootstrap_url: str, topic: str, n: int, out: Path, embedded: bool, faust_take: bool
+) -> None:
     """Run the counting agent until it has seen `n` events; write when the first and the last
     batch came, then wait to be stopped."""
     import faust
@@ -41,6 +45,7 @@ def child(bootstrap_url: str, topic: str, n: int, out: Path, embedded: bool) -> 
     from greenlane.agents.app import TRACK_BATCH, TRACK_BATCH_WAIT_S, faust_settings
     from greenlane.cli.main import tune_gc
     from greenlane.config.settings import Settings
+    from greenlane.streams.faust_batches import done_batches
     from greenlane.streams.faust_consumer import App
 
     settings = Settings(
@@ -56,9 +61,12 @@ def child(bootstrap_url: str, topic: str, n: int, out: Path, embedded: bool) -> 
 
     @floor.agent(source, name="floor.count")
     async def count(stream: faust.StreamT[bytes]) -> Any:
-        batches = cast(faust.Stream[bytes], stream).take_events(
-            TRACK_BATCH, within=TRACK_BATCH_WAIT_S
-        )
+        if faust_take:
+            batches = cast(faust.Stream[bytes], stream).take_events(
+                TRACK_BATCH, within=TRACK_BATCH_WAIT_S
+            )
+        else:
+            batches = done_batches(stream, TRACK_BATCH, within=TRACK_BATCH_WAIT_S)
         async for batch in batches:
             now = time.time()
             if seen["first"] is None:
@@ -88,6 +96,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--events", type=int, default=50_000)
     parser.add_argument("--without-workaround", action="store_true")
+    parser.add_argument(
+        "--faust-take", action="store_true", help="batches by Faust's own take_events"
+    )
     parser.add_argument("--timeout", type=float, default=300.0)
     parser.add_argument("--out", type=Path)
     parser.add_argument("--profile", type=Path, help="py-spy collapsed stacks to this file")
@@ -97,7 +108,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.child:
         url, topic, n, out = args.child
-        child(url, topic, int(n), Path(out), not args.without_workaround)
+        child(url, topic, int(n), Path(out), not args.without_workaround, args.faust_take)
         return
     with tempfile.TemporaryDirectory() as tmp, EmbeddedBroker() as broker:
         topics, _ = fresh_topics(broker)
@@ -113,6 +124,8 @@ def main() -> None:
         command += [str(args.events), str(done)]
         if args.without_workaround:
             command.append("--without-workaround")
+        if args.faust_take:
+            command.append("--faust-take")
         proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + args.timeout
         profiler: subprocess.Popen[bytes] | None = None
@@ -138,6 +151,7 @@ def main() -> None:
             "benchmark": "faust_floor",
             "events": args.events,
             "tansu_workarounds": not args.without_workaround,
+            "batches": "faust take_events" if args.faust_take else "done_batches",
             "faust_noop_agent_events_per_s": round(rate),
             "seconds": round(measured["seconds"], 2),
             # The agent's process CPU time (every thread) per event: steadier than the rate
