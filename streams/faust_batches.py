@@ -87,7 +87,7 @@ class _BatchReader:
                         batch.append(await queue.get())
                         self._read(queue, batch, size - len(batch))
             except TimeoutError:
-                pass  # the queue's own get puts back an event it was woken for (asyncio)
+                pass  # a get the timeout cancels takes nothing (asyncio.Queue.get)
         return self._admitted(batch)
 
     @staticmethod
