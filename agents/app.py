@@ -13,15 +13,16 @@ place with a current event (which is what Faust's changelog needs to pick the pa
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Iterator, MutableMapping
+from collections.abc import AsyncIterator, Coroutine, Iterator, MutableMapping, Sequence
 from typing import Any
 
 import faust
 import orjson
 from faust.stores.memory import Store as MemoryStore
-from faust.types import TableT
+from faust.types import EventT, TableT
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from greenlane.agents.metrics import WorkerMetrics, faust_consumer_lag
@@ -31,7 +32,7 @@ from greenlane.config.loader import load_policy
 from greenlane.config.settings import Settings, bootstrap_of
 from greenlane.sla.engine import Tracker
 from greenlane.streams.codec import encode_record
-from greenlane.streams.faust_batches import done_batches
+from greenlane.streams.faust_batches import BatchReader
 from greenlane.streams.faust_consumer import App
 from greenlane.streams.publisher import BatchPublisher, Placed
 from greenlane.streams.tansu import TANSU_FAUST_WORKAROUNDS
@@ -209,22 +210,26 @@ class Greenlane:
             if tp.topic == self.settings.topics.ticks
         }
 
-    async def publish(self, outputs: list[Output]) -> None:
+    def publish(self, outputs: list[Output]) -> Coroutine[Any, Any, int]:
         """Send output records, keyed by account id, and the tables' changelog records
-        written since the last call, and wait until the broker has them all.
+        written since the last call; the coroutine ends when the broker has them all.
 
-        The batch's events are acknowledged only after this returns, so no offset is
-        committed past an event whose outputs or state are not on the broker. (Outputs and
-        state go out together, in any order: a redelivered event whose state was saved
-        republishes its outputs, one whose state was not is applied again.)
+        The records are taken now, so a send started as a task and not yet running holds
+        only what was written before the call. Sends queue their records in the order they
+        were called (`BatchPublisher.publish`), so each key's and each changelog
+        partition's order holds while one batch is sent and the next is handled. A batch's
+        events are acknowledged only after its send is done, so no offset is committed
+        past an event whose outputs or state are not on the broker. (Outputs and state go
+        out together, in any order: a redelivered event whose state was saved republishes
+        its outputs, one whose state was not is applied again.)
         """
         changelog: list[Placed] = []
         for table in self.tables:
             changelog.extend(table.take_pending())
-        await self.publisher.publish(
-            ((out.topic, out.key.encode("utf-8"), encode_record(out.value)) for out in outputs),
-            changelog,
-        )
+        records = [
+            (out.topic, out.key.encode("utf-8"), encode_record(out.value)) for out in outputs
+        ]
+        return self.publisher.publish(records, changelog)
 
     def _wire(self) -> None:
         app, service, settings = self.app, self.service, self.settings
@@ -232,13 +237,20 @@ class Greenlane:
 
         @app.agent(self.input, name="greenlane.track")
         async def track(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
-            batches = done_batches(stream, TRACK_BATCH, within=TRACK_BATCH_WAIT_S)
+            reader = BatchReader(stream)
             clock = time.perf_counter
+            # The batch whose send is under way while the next one is handled, and its send.
+            in_flight: tuple[asyncio.Future[int], Sequence[EventT[bytes]]] | None = None
             try:
                 # Per batch: where the agent's time goes (greenlane_tracker_seconds_total).
                 # Waiting is counted from the first batch on, not through the start-up.
                 sent_at: float | None = None
-                async for events in batches:
+                while not stream.should_stop:
+                    events = await reader.take(TRACK_BATCH, TRACK_BATCH_WAIT_S)
+                    if events is None:
+                        break  # told to stop reading
+                    if not events:
+                        continue
                     taken_at = clock()
                     batch = [event.message for event in events]
                     for m in batch:
@@ -246,7 +258,17 @@ class Greenlane:
                             self.tick_sent.pop(m.partition, None)
                     outputs = service.handle_batch(batch)
                     handled_at = clock()
-                    await self.publish(outputs)
+                    sending = asyncio.ensure_future(self.publish(outputs))
+                    previous, in_flight = in_flight, (sending, events)
+                    if previous is not None:
+                        await previous[0]
+                        reader.ack(previous[1])
+                    if reader.empty():
+                        # Nothing is waiting: see this batch through now, so that a quiet
+                        # worker does not hold its last batch unacknowledged.
+                        await sending
+                        reader.ack(events)
+                        in_flight = None
                     waited = 0.0 if sent_at is None else taken_at - sent_at
                     sent_at = clock()
                     self.metrics.add_tracker_time(
@@ -254,6 +276,10 @@ class Greenlane:
                     )
                     yield None
             finally:
+                if in_flight is not None:
+                    # Stopped with a send under way: its batch is not acknowledged (it is read
+                    # again); a send not yet started is not started now.
+                    in_flight[0].cancel()
                 await self.publisher.stop()
 
         @app.timer(interval=settings.sweep_interval_s, name="greenlane.sweep")

@@ -39,12 +39,11 @@ async def done_batches(
     """Up to `size` events at a time, taken as soon as one is there and as many more as
     arrive within `within` seconds, acknowledged only when the caller comes back for the
     next batch: never if it fails or is cancelled first."""
-    reader = _BatchReader(cast(faust.Stream[bytes], stream))
+    reader = BatchReader(stream)
     while not stream.should_stop:
-        try:
-            batch = await reader.take(size, within)
-        except StopAsyncIteration:
-            return  # the actor is told to stop reading (Faust throws it into the channel)
+        batch = await reader.take(size, within)
+        if batch is None:
+            return
         if batch:
             yield batch
             reader.ack(batch)
@@ -56,10 +55,12 @@ def _unwraps_replies(processor: Any) -> bool:
     return getattr(processor, "__func__", None) is Agent._maybe_unwrap_reply_request
 
 
-class _BatchReader:
-    """Faust's stream iterator (`faust/_cython/streams.pyx`), a batch at a time."""
+class BatchReader:
+    """Faust's stream iterator (`faust/_cython/streams.pyx`), a batch at a time: for an
+    agent that acknowledges its batches itself (`ack`), as `done_batches` does."""
 
-    def __init__(self, stream: faust.Stream[bytes]) -> None:
+    def __init__(self, stream: faust.StreamT[bytes]) -> None:
+        stream = cast(faust.Stream[bytes], stream)
         if stream.combined or any(not _unwraps_replies(p) for p in stream._processors):
             raise ValueError(f"{stream!r}: a stream with processors or joins is read one by one")
         self.stream = stream
@@ -72,8 +73,20 @@ class _BatchReader:
         self.consumer: Any = app.consumer
         self.acking_topics: set[str] = app.topics._acking_topics  # type: ignore[attr-defined]
 
-    async def take(self, size: int, within: float) -> list[EventT[bytes]]:
-        """The next events, waiting for the first and at most `within` more for the rest."""
+    def empty(self) -> bool:
+        """Whether nothing is waiting to be taken."""
+        return bool(self.queue.empty())
+
+    async def take(self, size: int, within: float) -> list[EventT[bytes]] | None:
+        """The next events, waiting for the first and at most `within` more for the rest;
+        None once the agent's actor is told to stop reading (Faust throws
+        `StopAsyncIteration` into the channel)."""
+        try:
+            return await self._take(size, within)
+        except StopAsyncIteration:
+            return None
+
+    async def _take(self, size: int, within: float) -> list[EventT[bytes]]:
         queue = self.queue
         batch: list[EventT[bytes]] = []
         self._read(queue, batch, size)

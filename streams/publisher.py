@@ -49,7 +49,11 @@ class BatchPublisher:
         self.client_id = client_id
         self.last_record_alone = last_record_alone
         self._producer: AIOKafkaProducer | None = None
-        self._sending: asyncio.Task[int] | None = None
+        # Sends not yet delivered, and the latest call's turn: done once its records are
+        # queued in the producer (calls queue theirs in the order they were made).
+        self._sending: set[asyncio.Task[int]] = set()
+        self._queued: asyncio.Future[None] | None = None
+        self._starting = asyncio.Lock()
         self._partitioner = DefaultPartitioner()
         self._partitions: dict[str, list[int]] = {}
         # (topic, key) → partition: murmur2 in Python costs microseconds a record, and a
@@ -58,6 +62,10 @@ class BatchPublisher:
 
     async def start(self) -> None:
         """Connect (done on first use as well)."""
+        async with self._starting:  # overlapping first calls start one producer
+            await self._start()
+
+    async def _start(self) -> None:
         if self._producer is None:
             producer = AIOKafkaProducer(
                 bootstrap_servers=self.bootstrap_servers,
@@ -70,14 +78,14 @@ class BatchPublisher:
             self._producer = producer
 
     async def stop(self) -> None:
-        """Finish queueing a call cancelled midway, deliver what is queued, then disconnect."""
-        sending, self._sending = self._sending, None
-        if sending is not None:
-            if not sending.done():
-                await asyncio.wait([sending], timeout=30)
-            if sending.done() and not sending.cancelled() and sending.exception() is not None:
+        """Finish queueing calls cancelled midway, deliver what is queued, then disconnect."""
+        sending, self._sending = self._sending, set()
+        if sending:
+            await asyncio.wait(sending, timeout=30)
+        for task in sending:
+            if task.done() and not task.cancelled() and task.exception() is not None:
                 # Its caller was cancelled and never saw it; the events stay unacknowledged.
-                log.warning("a cancelled publish failed: %r", sending.exception())
+                log.warning("a cancelled publish failed: %r", task.exception())
         producer, self._producer = self._producer, None
         if producer is not None:
             await producer.stop()
@@ -95,8 +103,30 @@ class BatchPublisher:
         appended in order). A failure after the producer's own retries raises, so the caller
         never acknowledges input whose outputs are not on the broker. Cancelled, the call
         still queues all its records (a changelog partition must not end on a multi-record
-        batch), and `stop` delivers them.
+        batch), and `stop` delivers them. Calls may overlap: each queues its records after
+        those of the calls made before it, so the order per key and per partition holds.
         """
+        # The turn is taken before the first await: the order of the calls is kept.
+        after, queued = self._queued, asyncio.get_running_loop().create_future()
+        self._queued = queued
+        try:
+            grouped, tails = await self._grouped(records, placed)
+        except BaseException:
+            _pass_turn(after, queued)  # cancelled or failed before queueing anything
+            raise
+        if not grouped and not tails:
+            _pass_turn(after, queued)
+            return 0
+        sending = asyncio.ensure_future(self._send(self._producer, grouped, tails, after, queued))
+        self._sending.add(sending)
+        sending.add_done_callback(self._sending.discard)
+        return await asyncio.shield(sending)
+
+    async def _grouped(
+        self, records: Iterable[Keyed], placed: Sequence[Placed]
+    ) -> tuple[dict[tuple[str, int], list[tuple[bytes, bytes]]], list[Placed]]:
+        """The records by topic-partition, and the changelog partitions' last records
+        apart (`last_record_alone`)."""
         await self.start()
         producer = self._producer
         assert producer is not None
@@ -121,17 +151,33 @@ class BatchPublisher:
             for topic, partition in {(topic, partition) for topic, partition, _, _ in placed}:
                 key, value = grouped[topic, partition].pop()
                 tails.append((topic, partition, key, value))
-        if not grouped and not tails:
-            return 0
-        self._sending = asyncio.ensure_future(self._send(producer, grouped, tails))
-        return await asyncio.shield(self._sending)
+        return grouped, tails
 
     @staticmethod
     async def _send(
+        producer: AIOKafkaProducer | None,
+        grouped: dict[tuple[str, int], list[tuple[bytes, bytes]]],
+        tails: list[Placed],
+        after: asyncio.Future[None] | None,
+        queued: asyncio.Future[None],
+    ) -> int:
+        try:
+            if after is not None:
+                await asyncio.wait([after])  # the previous call's records are queued
+            assert producer is not None
+            deliveries = await BatchPublisher._queue(producer, grouped, tails)
+        finally:
+            if not queued.done():
+                queued.set_result(None)
+        await asyncio.gather(*deliveries)
+        return len(deliveries)
+
+    @staticmethod
+    async def _queue(
         producer: AIOKafkaProducer,
         grouped: dict[tuple[str, int], list[tuple[bytes, bytes]]],
         tails: list[Placed],
-    ) -> int:
+    ) -> list[asyncio.Future[object]]:
         deliveries: list[asyncio.Future[object]] = []
         for (topic, partition), items in grouped.items():
             if not items:
@@ -150,5 +196,13 @@ class BatchPublisher:
             batch = producer.create_batch()
             batch.append(key=key, value=value, timestamp=None)
             deliveries.append(await producer.send_batch(batch, topic, partition=partition))
-        await asyncio.gather(*deliveries)
-        return len(deliveries)
+        return deliveries
+
+
+def _pass_turn(after: asyncio.Future[None] | None, queued: asyncio.Future[None]) -> None:
+    """Give a call's turn on to the next call when it queues nothing: once `after` is done."""
+    if after is None or after.done():
+        if not queued.done():
+            queued.set_result(None)
+    else:
+        after.add_done_callback(lambda _: None if queued.done() else queued.set_result(None))

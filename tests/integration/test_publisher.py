@@ -142,3 +142,29 @@ def test_a_publish_cancelled_midway_still_sends_every_record_and_ends_on_the_las
     got = read_all(broker.bootstrap, topic, len(placed))
     assert sorted(v for _, _, v in got) == sorted(v for *_, v in placed)
     assert end_offsets(broker.bootstrap, topic) == {p: 10 for p in range(PARTITIONS)}
+
+
+def test_overlapping_calls_queue_in_the_order_they_were_made(broker: EmbeddedBroker) -> None:
+    """The tracker sends a batch while it works on the next: the later call must not queue
+    its records ahead of an earlier one that is still waiting (here for a new topic's
+    partitions), or one key's records would land out of order."""
+    prefix = uuid.uuid4().hex[:8]
+    known, new = f"{prefix}.known", f"{prefix}.new"
+    create_topics(broker.bootstrap, [TopicSpec(known, PARTITIONS, {})])
+
+    async def overlapping() -> None:
+        publisher = BatchPublisher(broker.bootstrap, "test-overlap")
+        try:
+            await publisher.publish([(known, b"ACC", b"0")])  # its partitions are known now
+            # Created after the producer's metadata: the first call below waits for it.
+            create_topics(broker.bootstrap, [TopicSpec(new, PARTITIONS, {})])
+            first = asyncio.ensure_future(
+                publisher.publish([(new, b"ACC", b"x"), (known, b"ACC", b"1")])
+            )
+            second = asyncio.ensure_future(publisher.publish([(known, b"ACC", b"2")]))
+            await asyncio.gather(first, second)
+        finally:
+            await publisher.stop()
+
+    asyncio.run(overlapping())
+    assert [value for _, _, value in read_all(broker.bootstrap, known, 3)] == [b"0", b"1", b"2"]
