@@ -10,12 +10,14 @@ Java clients and Faust's `send`), so a key lands where it always did.
 The producer is the publisher's own, with normal batching. Table changelog records go
 out here too, with the outputs of the same batch of events, each to the partition it names
 (`placed`), and are on the broker before the batch's events are acknowledged (hence before
-Faust commits their offsets). The embedded broker answers a partition's end offset as the
-start of its last record batch + 1 (BROKER.md, defect 1), so table recovery would stop
-short of the last records of a multi-record batch. With `last_record_alone`, each
-changelog partition's last record of a call goes in a batch of its own, queued right behind
-the others: the partition always ends on a one-record batch and its end offset is exact,
-at two produce round trips per call instead of one per record.
+Faust commits their offsets). Calls may overlap (the tracker sends a batch while it handles
+the next): each queues its records after those of the calls made before it. The embedded
+broker answers a partition's end offset as the start of its last record batch + 1
+(BROKER.md, defect 1), so table recovery would stop short of the last records of a
+multi-record batch. With `last_record_alone`, each changelog partition's last record of a
+call goes in a batch of its own, queued right behind the others: the partition always ends
+on a one-record batch and its end offset is exact, at two produce round trips per call
+instead of one per record.
 """
 
 from __future__ import annotations
