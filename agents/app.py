@@ -245,12 +245,7 @@ class Greenlane:
                 # Per batch: where the agent's time goes (greenlane_tracker_seconds_total).
                 # Waiting is counted from the first batch on, not through the start-up.
                 sent_at: float | None = None
-                while not stream.should_stop:
-                    events = await reader.take(TRACK_BATCH, TRACK_BATCH_WAIT_S)
-                    if events is None:
-                        break  # told to stop reading
-                    if not events:
-                        continue
+                async for events in reader.batches(TRACK_BATCH, TRACK_BATCH_WAIT_S):
                     taken_at = clock()
                     batch = [event.message for event in events]
                     for m in batch:

@@ -177,8 +177,8 @@ class WorkerMetrics:
             "greenlane_tracker_seconds",
             "Wall seconds the tracker agent spent, by phase: waiting for its next batch of "
             "events (acknowledging the last, fetching and Faust's delivery, or no input), "
-            "handling it (decoding, rules, state, records), sending it (until the broker "
-            "holds its records)",
+            "handling it (decoding, rules, state, records), sending (waiting until the "
+            "broker holds the records of the sends under way)",
             ["phase"],
             registry=r,
         )

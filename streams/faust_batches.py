@@ -40,13 +40,9 @@ async def done_batches(
     arrive within `within` seconds, acknowledged only when the caller comes back for the
     next batch: never if it fails or is cancelled first."""
     reader = BatchReader(stream)
-    while not stream.should_stop:
-        batch = await reader.take(size, within)
-        if batch is None:
-            return
-        if batch:
-            yield batch
-            reader.ack(batch)
+    async for batch in reader.batches(size, within):
+        yield batch
+        reader.ack(batch)
 
 
 def _unwraps_replies(processor: Any) -> bool:
@@ -72,6 +68,16 @@ class BatchReader:
         self.flow_control = app.flow_control
         self.consumer: Any = app.consumer
         self.acking_topics: set[str] = app.topics._acking_topics  # type: ignore[attr-defined]
+
+    async def batches(self, size: int, within: float) -> AsyncIterator[list[EventT[bytes]]]:
+        """`take` until the stream stops or its actor is told to stop reading; only
+        batches with events, none of them acknowledged (`ack` does that)."""
+        while not self.stream.should_stop:
+            batch = await self.take(size, within)
+            if batch is None:
+                return
+            if batch:
+                yield batch
 
     def empty(self) -> bool:
         """Whether nothing is waiting to be taken."""

@@ -23,6 +23,7 @@ instead of one per record.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Iterable, Sequence
 
@@ -119,7 +120,9 @@ class BatchPublisher:
         if not grouped and not tails:
             _pass_turn(after, queued)
             return 0
-        sending = asyncio.ensure_future(self._send(self._producer, grouped, tails, after, queued))
+        producer = self._producer
+        assert producer is not None  # started by `_grouped`
+        sending = asyncio.ensure_future(self._send(producer, grouped, tails, after, queued))
         self._sending.add(sending)
         sending.add_done_callback(self._sending.discard)
         return await asyncio.shield(sending)
@@ -157,7 +160,7 @@ class BatchPublisher:
 
     @staticmethod
     async def _send(
-        producer: AIOKafkaProducer | None,
+        producer: AIOKafkaProducer,
         grouped: dict[tuple[str, int], list[tuple[bytes, bytes]]],
         tails: list[Placed],
         after: asyncio.Future[None] | None,
@@ -166,11 +169,9 @@ class BatchPublisher:
         try:
             if after is not None:
                 await asyncio.wait([after])  # the previous call's records are queued
-            assert producer is not None
             deliveries = await BatchPublisher._queue(producer, grouped, tails)
         finally:
-            if not queued.done():
-                queued.set_result(None)
+            _pass(queued)
         await asyncio.gather(*deliveries)
         return len(deliveries)
 
@@ -201,10 +202,15 @@ class BatchPublisher:
         return deliveries
 
 
+def _pass(queued: asyncio.Future[None], *_: object) -> None:
+    """Give a call's turn on to the next call (its records are queued, or it queues none)."""
+    if not queued.done():
+        queued.set_result(None)
+
+
 def _pass_turn(after: asyncio.Future[None] | None, queued: asyncio.Future[None]) -> None:
-    """Give a call's turn on to the next call when it queues nothing: once `after` is done."""
+    """Give on the turn of a call that queues nothing, once the call before it has queued."""
     if after is None or after.done():
-        if not queued.done():
-            queued.set_result(None)
+        _pass(queued)
     else:
-        after.add_done_callback(lambda _: None if queued.done() else queued.set_result(None))
+        after.add_done_callback(functools.partial(_pass, queued))
