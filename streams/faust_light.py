@@ -101,16 +101,16 @@ class RawRegistry(Registry):
         super().__init__(*args, **kwargs)
         self._raw_identity = _raw_is_identity()
 
-    def _as_is(self, typ: Any, data: bytes | None, serializer: Any) -> bool:
+    def returns_as_is(self, typ: Any, data: bytes | None, serializer: Any) -> bool:
         """Whether Faust's way would return `data` unchanged: raw bytes, no model type."""
         return typ is None and type(data) is bytes and serializer == "raw" and self._raw_identity
 
     def loads_key(self, typ: Any, key: bytes | None, *, serializer: Any = None) -> Any:
-        if self._as_is(typ, key, serializer or self.key_serializer):
+        if self.returns_as_is(typ, key, serializer or self.key_serializer):
             return key
         return super().loads_key(typ, key, serializer=serializer)
 
     def loads_value(self, typ: Any, value: bytes | None, *, serializer: Any = None) -> Any:
-        if self._as_is(typ, value, serializer or self.value_serializer):
+        if self.returns_as_is(typ, value, serializer or self.value_serializer):
             return value
         return super().loads_value(typ, value, serializer=serializer)

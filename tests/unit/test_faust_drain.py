@@ -248,3 +248,189 @@ def test_a_delivery_starts_with_its_partitions_handler_unless_the_conductor_is_u
             await start(elsewhere, message(elsewhere, "lost"))
 
     run(main())
+
+
+# Inline delivery (`inline_delivery`): Faust's own app, conductor, handlers and stream queue.
+
+HANDLERS = ["cython", "python"]
+
+
+class Conductor:
+    """An app with a raw stream over partition `TP0`, flow control resumed as after an
+    assignment, and the conductor's handler for `TP0` (Faust's Cython one or its Python one)."""
+
+    def __init__(self, handler: str, **topic_options: Any) -> None:
+        from faust.transport import conductor as faust_conductor
+
+        from greenlane.streams.faust_consumer import App
+
+        self.app = App("drain-test", broker="kafka://127.0.0.1:1", store="memory://")
+        options = {"key_serializer": "raw", "value_serializer": "raw", **topic_options}
+        self.stream: Any = self.app.stream(self.app.topic(TP0.topic, **options))
+        self.channel: Any = self.stream.channel
+        self.queue: Any = self.channel.queue
+        self.conductor: Any = self.app.topics
+        self.consumer: Any = self.app.consumer
+        self.channels = self.conductor._tp_index[TP0]
+        self.channels.add(self.channel)
+        cython = getattr(faust_conductor, "ConductorHandler", None)
+        if handler == "cython":
+            if cython is None:
+                pytest.skip("Faust's Cython conductor handler is not built here")
+            self.handler = cython(self.conductor, TP0, self.channels)
+        else:
+            self.handler = self.conductor._compiler.build(self.conductor, TP0, self.channels)
+        self.conductor._tp_to_callback[TP0] = self.handler
+        self.app.flow_control.resume()
+        self.deliver_now = faust_drain.inline_delivery(self.consumer)
+        self.offset = 0
+
+    def message(self, key: Any = b"k", value: Any = None) -> Any:
+        from faust.types.tuples import ConsumerMessage
+
+        self.offset += 1
+        value = f"v{self.offset}".encode() if value is None else value
+        return ConsumerMessage(
+            TP0.topic,
+            0,
+            self.offset,
+            0.0,
+            0,
+            [],
+            key,
+            value,
+            None,
+            tp=TP0,
+            generation_id=self.app.consumer_generation_id,
+        )
+
+    def taken(self) -> list[Any]:
+        events = []
+        while not self.queue.empty():
+            events.append(self.queue.get_nowait())
+        return events
+
+
+def described(event: Any) -> tuple[Any, ...]:
+    """An event as the stream sees it, its message's own key and value as the reference."""
+    m = event.message
+    return (type(event), event.app, event.key is m.key, event.value is m.value, event.headers)
+
+
+@pytest.mark.parametrize("handler", HANDLERS)
+def test_an_inline_delivery_puts_on_the_queue_what_fausts_handler_puts(handler: str) -> None:
+    async def main() -> None:
+        c = Conductor(handler)
+        by_faust, inline = c.message(), c.message()
+        await c.handler(by_faust)
+        assert c.deliver_now(TP0, inline) is True
+        first, second = c.taken()
+        assert first.message is by_faust and second.message is inline
+        assert described(second) == described(first)
+        assert described(first)[2:4] == (True, True)
+        assert inline.refcount == by_faust.refcount == 1
+
+    run(main())
+
+
+@pytest.mark.parametrize("handler", HANDLERS)
+@pytest.mark.parametrize(
+    "case",
+    [
+        "conductor updating",
+        "flow suspended",
+        "producer buffer full",
+        "queue full",
+        "no key",
+        "two channels",
+        "json values",
+        "no handler",
+    ],
+)
+def test_nothing_is_delivered_inline_where_fausts_handler_would_wait_or_decode(
+    handler: str, case: str
+) -> None:
+    """Each case leaves the message to Faust's handler (the caller starts it): untouched,
+    nothing queued."""
+
+    async def main() -> None:
+        c = Conductor(handler, **({"value_serializer": "json"} if case == "json values" else {}))
+        message = c.message(key=None) if case == "no key" else c.message()
+        if case == "conductor updating":
+            await c.conductor._tp_to_callback_lock.acquire()
+        elif case == "flow suspended":
+            c.app.flow_control.suspend()
+        elif case == "producer buffer full":
+            buffer = c.app.producer.buffer
+            for n in range(buffer.max_messages + 1):
+                buffer.pending.put_nowait(n)
+        elif case == "queue full":
+            while not c.queue.full():
+                c.queue.put_nowait(None)
+        elif case == "two channels":
+            c.channels.add(c.app.topic(TP0.topic, value_serializer="raw"))
+        elif case == "no handler":
+            del c.conductor._tp_to_callback[TP0]
+        queued = c.queue.qsize()
+        assert c.deliver_now(TP0, message) is False
+        assert c.queue.qsize() == queued and message.refcount == 0
+
+    run(main())
+
+
+@pytest.mark.parametrize("handler", HANDLERS)
+def test_inline_deliveries_hold_a_partition_back_under_pressure_as_faust_does(
+    handler: str,
+) -> None:
+    """The queue's high-pressure mark holds the partition back from fetching (Faust's
+    `on_buffer_full`); reading the queue down to its low mark lets it go (`on_buffer_drop`)."""
+
+    async def main() -> None:
+        c = Conductor(handler)
+        c.consumer._set_active_tps({TP0})
+        while c.queue.qsize() < c.queue.pressure_high_size:
+            assert c.deliver_now(TP0, c.message()) is True
+        assert TP0 in c.consumer._get_active_partitions()
+        assert c.deliver_now(TP0, c.message()) is True
+        assert TP0 in c.consumer._buffered_partitions
+        assert TP0 not in c.consumer._get_active_partitions()
+        while c.queue.qsize() > c.queue.pressure_drop_size:
+            c.queue.get_nowait()
+        c.queue.get_nowait()  # at the low mark, the queue calls the handler's callback
+        assert TP0 not in c.consumer._buffered_partitions
+        assert TP0 in c.consumer._get_active_partitions()
+
+    run(main())
+
+
+@pytest.mark.parametrize("handler", HANDLERS)
+def test_a_handler_rebuilt_by_a_rebalance_is_read_again(handler: str) -> None:
+    async def main() -> None:
+        c = Conductor(handler)
+        assert c.deliver_now(TP0, c.message()) is True
+        other = Conductor(handler)  # a new stream, channel and handler for the partition
+        c.conductor._tp_to_callback[TP0] = other.handler
+        message = c.message()
+        assert c.deliver_now(TP0, message) is True
+        assert [e.message for e in other.taken()] == [message]
+        assert len(c.taken()) == 1
+
+    run(main())
+
+
+@pytest.mark.parametrize("handler", HANDLERS)
+def test_a_channel_subscribing_after_the_handler_was_read_ends_inline_delivery(
+    handler: str,
+) -> None:
+    """The handler's set of channels is live: a second one (a new agent on the topic) means
+    decoding per channel, which is Faust's handler's to do."""
+
+    async def main() -> None:
+        c = Conductor(handler)
+        assert c.deliver_now(TP0, c.message()) is True
+        c.channels.add(c.app.topic(TP0.topic, value_serializer="raw"))
+        message = c.message()
+        assert c.deliver_now(TP0, message) is False
+        assert message.refcount == 0 and len(c.taken()) == 1
+
+    run(main())
