@@ -15,7 +15,11 @@ buffering processor and one for each acknowledgement. On a backlog that was abou
 of the tracker's thread (py-spy). What the stream's iterator does for each event is done
 here too, in the same order: an event read before the latest rebalance, or while flow
 control is suspended for one, is skipped (not acknowledged, so it is read again); a message
-is tracked as unacknowledged, and the stream's sensors see each event come in and go out.
+is tracked as unacknowledged, and the stream's sensors see each event come in and go out
+(each sensor's hook called directly, as Faust's sensor delegate calls it, but for the hooks
+that do nothing: Faust's base `Sensor`'s and those LeanMonitor skips, `sensor_hooks`). A
+done batch is acknowledged as `Event.ack` acknowledges each event, under one taking of
+Faust's acknowledgement lock instead of two per event.
 Not done: the stream's processors and joins (a stream with any is refused, but for the
 processor Faust's agent adds to unwrap the requests of `Agent.ask`, which raw events never
 are), and its current event (a batch has no one current event; the tables these agents
@@ -31,6 +35,9 @@ from typing import Any, cast
 import faust
 from faust.agents import Agent
 from faust.types import EventT
+from faust.types.tuples import ack_lock
+
+from greenlane.streams.faust_light import sensor_hooks
 
 
 async def done_batches(
@@ -124,8 +131,11 @@ class BatchReader:
         active = self.flow_control.is_active()
         generation = app.consumer_generation_id
         acking_topics = self.acking_topics
-        track, on_message_in = consumer._unacked_messages.add, stream._on_message_in
-        on_event_in = stream._on_stream_event_in
+        track = consumer._unacked_messages.add
+        # The sensors' hooks that do something, called as Faust's sensor delegate calls
+        # them (`Stream._on_message_in` and `_on_stream_event_in` are the delegate's).
+        messages_in = sensor_hooks(app.sensors, "on_message_in")
+        events_in = sensor_hooks(app.sensors, "on_stream_event_in")
         kept: list[EventT[bytes]] = []
         for event in batch:
             message = event.message
@@ -135,21 +145,36 @@ class BatchReader:
             if message.topic in acking_topics and not message.tracked:
                 message.tracked = True
                 track(message)
-                on_message_in(tp, offset, message)
-            on_event_in(tp, offset, stream, event)
+                for message_in in messages_in:
+                    message_in(tp, offset, message)
+            for event_in in events_in:
+                event_in(tp, offset, stream, event)
             kept.append(event)
         stream.events_total += len(kept)
         return kept
 
     def ack(self, batch: Sequence[EventT[bytes]]) -> None:
-        """Acknowledge the events of a batch that is done (`Stream.ack`, each)."""
-        for event in batch:
-            self._ack(event)
+        """Acknowledge the events of a batch that is done (`Stream.ack`, each).
 
-    def _ack(self, event: EventT[bytes]) -> None:
-        last_stream_to_ack = event.ack()
-        message = event.message
-        tp, offset = message.tp, message.offset
-        self.stream._on_stream_event_out(tp, offset, self.stream, event)
-        if last_stream_to_ack:
-            self.stream._on_message_out(tp, offset, message)
+        `Event.ack` is `Message.ack`, which takes Faust's acknowledgement lock, takes it
+        again to count the stream's reference down, and, when it was the last one, hands
+        the message to the consumer's `ack` (its final acknowledgement). Here the lock is
+        taken once for the batch and each message is counted down as `Message.ack` does.
+        """
+        stream, consumer = self.stream, self.consumer
+        events_out = sensor_hooks(self.app.sensors, "on_stream_event_out")
+        messages_out = sensor_hooks(self.app.sensors, "on_message_out")
+        with ack_lock:
+            for event in batch:
+                message = event.message
+                last_stream_to_ack = False
+                if not message.acked:
+                    message.refcount = refcount = max(message.refcount - 1, 0)
+                    if not refcount:
+                        last_stream_to_ack = message.on_final_ack(consumer)
+                tp, offset = message.tp, message.offset
+                for event_out in events_out:
+                    event_out(tp, offset, stream, event, None)
+                if last_stream_to_ack:
+                    for message_out in messages_out:
+                        message_out(tp, offset, message)

@@ -28,14 +28,15 @@ takes Faust's way).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from time import monotonic
 from typing import Any
 
-from faust.sensors import Monitor
+from faust.sensors import Monitor, Sensor
 from faust.serializers import Registry, codecs
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.transport.producer import ProducerBuffer
-from faust.types import TP, EventT, Message, StreamT
+from faust.types import TP, EventT, Message, SensorT, StreamT
 from faust.types.transports import TransportT
 
 
@@ -85,6 +86,27 @@ class LeanMonitor(Monitor):
 
     def track_tp_end_offset(self, tp: TP, offset: int) -> None:
         pass
+
+
+# Sensor hooks that do nothing: Faust's `Sensor` base and LeanMonitor's skipped ones.
+_NO_OP_HOOKS: dict[str, frozenset[object]] = {
+    name: frozenset({getattr(Sensor, name), getattr(LeanMonitor, name)} - {live})
+    for name, live in (
+        ("on_message_in", None),
+        ("on_stream_event_in", LeanMonitor.on_stream_event_in),
+        ("on_stream_event_out", None),
+        ("on_message_out", None),
+    )
+}
+
+
+def sensor_hooks(sensors: Iterable[SensorT], name: str) -> list[Callable[..., Any]]:
+    """The `name` hooks (`on_message_in`, `on_stream_event_in`, `on_stream_event_out`,
+    `on_message_out`) of the sensors, in the order Faust's sensor delegate calls them,
+    leaving out those that do nothing. Calling each is what the delegate's own hook does
+    (but for `on_stream_event_in`'s states, which batch readers do not pass on)."""
+    no_ops = _NO_OP_HOOKS[name]
+    return [getattr(s, name) for s in sensors if getattr(type(s), name) not in no_ops]
 
 
 def _raw_is_identity() -> bool:

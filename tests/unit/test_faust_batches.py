@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from faust.types import TP, EventT
 from faust.types.tuples import ConsumerMessage
+from unit.recording_sensor import Recorder
 
 from greenlane.streams.faust_batches import done_batches
 from greenlane.streams.faust_consumer import App
@@ -162,5 +163,62 @@ def test_a_stream_with_a_processor_of_its_own_is_refused() -> None:
         s.deliver(0)
         with pytest.raises(ValueError, match="processors"):
             await done_batches(s.stream, 10, within=0.01).__anext__()
+
+    run(main())
+
+
+def test_the_sensors_see_each_event_in_and_out_as_with_fausts_stream() -> None:
+    """A sensor of the app's sees each message come in (tracked) and go out (acknowledged),
+    each event in and out, in Faust's order; the lean monitor notes the stream's last take."""
+
+    async def main() -> None:
+        s = Setup()
+        recorder = Recorder()
+        s.app.sensors.add(s.app.monitor)  # as a started app has it
+        s.app.sensors.add(recorder)
+        s.deliver(0, 1)
+        batches = done_batches(s.stream, 5, within=0.01)
+        assert await next_batch(batches) == [0, 1]
+        assert recorder.seen == [
+            ("message in", 0),
+            ("event in", 0),
+            ("message in", 1),
+            ("event in", 1),
+        ]
+        assert TP0 in s.app.monitor.stream_inbound_time
+        recorder.seen.clear()
+        s.deliver(2)
+        assert await next_batch(batches) == [2]
+        assert recorder.seen[:4] == [
+            ("event out", 0),
+            ("message out", 0),
+            ("event out", 1),
+            ("message out", 1),
+        ]
+        await batches.aclose()
+
+    run(main())
+
+
+def test_a_message_another_stream_still_holds_is_not_acknowledged_to_the_consumer() -> None:
+    """Faust counts a message's streams: the batch's acknowledgement counts this one down,
+    and only the last stream's makes it the consumer's to commit (and a message out)."""
+
+    async def main() -> None:
+        s = Setup()
+        recorder = Recorder()
+        s.app.sensors.add(recorder)
+        s.deliver(0, 1)
+        shared = s.queue._queue[0].message
+        shared.incref()  # a second stream took it as well
+        batches = done_batches(s.stream, 2, within=0.01)
+        assert await next_batch(batches) == [0, 1]
+        s.deliver(2)
+        assert await next_batch(batches) == [2]
+        assert s.acked() == [1] and s.unacked() == [0, 2]
+        assert ("message out", 0) not in recorder.seen and ("message out", 1) in recorder.seen
+        assert shared.ack(s.consumer)  # the other stream is done: the last acknowledgement
+        assert s.acked() == [0, 1]
+        await batches.aclose()
 
     run(main())

@@ -5,11 +5,18 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from faust.sensors import Sensor
 from faust.serializers import Registry
 from faust.types import TP
+from unit.recording_sensor import Recorder
 
 from greenlane.streams.faust_consumer import App
-from greenlane.streams.faust_light import LeanMonitor, RawRegistry, UnthreadedProducerBuffer
+from greenlane.streams.faust_light import (
+    LeanMonitor,
+    RawRegistry,
+    UnthreadedProducerBuffer,
+    sensor_hooks,
+)
 
 SAMPLES: list[Any] = [None, b"", b"key", b'{"a": 1}', b'{"__faust": {"ns": "x"}}', "text"]
 
@@ -41,3 +48,14 @@ def test_the_app_uses_the_cheaper_parts_and_builds_faust_events() -> None:
     event = app.create_event(b"k", b"v", None, message)  # type: ignore[arg-type]
     assert type(event) is app.conf.Event
     assert (event.key, event.value, event.message) == (b"k", b"v", message)
+
+
+HOOKS = ["on_message_in", "on_stream_event_in", "on_stream_event_out", "on_message_out"]
+
+
+@pytest.mark.parametrize("name", HOOKS)
+def test_sensor_hooks_leave_out_only_the_hooks_that_do_nothing(name: str) -> None:
+    lean, quiet, recorder = LeanMonitor(), Sensor(), Recorder()
+    hooks = sensor_hooks([lean, quiet, recorder], name)
+    lean_hook = [getattr(lean, name)] if name == "on_stream_event_in" else []
+    assert hooks == [*lean_hook, getattr(recorder, name)]
