@@ -159,11 +159,11 @@ class BatchReader:
         `Event.ack` is `Message.ack`, which takes Faust's acknowledgement lock, takes it
         again to count the stream's reference down, and, when it was the last one, hands
         the message to the consumer's `ack` (its final acknowledgement). Here the lock is
-        taken once for the batch and each message is counted down as `Message.ack` does.
+        taken once for the batch and each message is counted down as `Message.ack` does;
+        the sensors then see each event go out, outside the lock, as they do in Faust.
         """
         stream, consumer = self.stream, self.consumer
-        events_out = sensor_hooks(self.app.sensors, "on_stream_event_out")
-        messages_out = sensor_hooks(self.app.sensors, "on_message_out")
+        finals: list[bool] = []
         with ack_lock:
             for event in batch:
                 message = event.message
@@ -172,9 +172,14 @@ class BatchReader:
                     message.refcount = refcount = max(message.refcount - 1, 0)
                     if not refcount:
                         last_stream_to_ack = message.on_final_ack(consumer)
-                tp, offset = message.tp, message.offset
-                for event_out in events_out:
-                    event_out(tp, offset, stream, event, None)
-                if last_stream_to_ack:
-                    for message_out in messages_out:
-                        message_out(tp, offset, message)
+                finals.append(last_stream_to_ack)
+        events_out = sensor_hooks(self.app.sensors, "on_stream_event_out")
+        messages_out = sensor_hooks(self.app.sensors, "on_message_out")
+        for event, last_stream_to_ack in zip(batch, finals, strict=True):
+            message = event.message
+            tp, offset = message.tp, message.offset
+            for event_out in events_out:
+                event_out(tp, offset, stream, event, None)
+            if last_stream_to_ack:
+                for message_out in messages_out:
+                    message_out(tp, offset, message)

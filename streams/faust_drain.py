@@ -70,7 +70,7 @@ from typing import Any, NamedTuple, cast
 from faust.serializers.schemas import Schema
 from faust.topics import Topic
 from faust.transport import conductor as faust_conductor
-from faust.transport.consumer import CONSUMER_FETCHING, Consumer, RecordMap
+from faust.transport.consumer import CONSUMER_FETCHING, Consumer
 from faust.types import TP
 from mode import Service, ServiceT
 from mode.utils.queues import FlowControlQueue
@@ -334,7 +334,10 @@ async def drain_messages(consumer: Consumer, fetcher: ServiceT) -> None:  # prag
     to_message = self._to_message
     buffered_partitions = self._buffered_partitions
     # Faust reads each record's partition end offset for its monitor; LeanMonitor ignores it.
-    track_end_offset = None if isinstance(app.monitor, LeanMonitor) else self.highwater
+    tracks_end_offsets = type(app.monitor).track_tp_end_offset is not (
+        LeanMonitor.track_tp_end_offset
+    )
+    track_end_offset = self.highwater if tracks_end_offsets else None
 
     yield_every = 100
     num_since_yield = 0
@@ -347,24 +350,21 @@ async def drain_messages(consumer: Consumer, fetcher: ServiceT) -> None:  # prag
             # Sleeping because sometimes getmany is called in a loop
             # never releasing to the event loop
             await cast(Service, self).sleep(0)
-            if cast(Service, self).should_stop:
-                pass
-            # `getmany` (an async generator in Faust) from here to the delivery.
-            elif (fetched := await self._wait_next_records(fetch_timeout(self)))[0] is None:
-                pass  # (Faust's getmany yields nothing)
-            elif cast(Service, self).should_stop:
-                pass
-            elif not self.flow_active:
-                self.log.dev(
-                    "getmany called while flow not active. Seek back to committed offsets."
-                )
-                try:
-                    await self.perform_seek()
-                except Exception as ex:
-                    self.log.warning(f"exception performing seek when flow not active {ex}")
-            else:
-                records, active_partitions = cast(tuple[RecordMap, Set[TP] | None], fetched)
+            if not cast(Service, self).should_stop:
+                # `getmany` (an async generator in Faust), from its fetch to the delivery.
+                records, active_partitions = await self._wait_next_records(fetch_timeout(self))
                 generation_id = app.consumer_generation_id
+                if records is None or cast(Service, self).should_stop:
+                    records = {}  # nothing to deliver (Faust's getmany returns)
+                elif not self.flow_active:
+                    records = {}
+                    self.log.dev(
+                        "getmany called while flow not active. Seek back to committed offsets."
+                    )
+                    try:
+                        await self.perform_seek()
+                    except Exception as ex:
+                        self.log.warning(f"exception performing seek when flow not active {ex}")
                 for tp, record in self.scheduler.iterate(records):
                     if not self.flow_active:
                         break
@@ -413,7 +413,7 @@ async def drain_messages(consumer: Consumer, fetcher: ServiceT) -> None:  # prag
                             message.key,
                             message.value,
                         )
-            unset_flag(flag_consumer_fetching)
+                unset_flag(flag_consumer_fetching)
 
     except self.consumer_stopped_errors:
         if self.transport.app.should_stop:
