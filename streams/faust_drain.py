@@ -209,19 +209,19 @@ def _inline_for(app: Any, handler: Any) -> _Inline | None:
     they are: a Faust `Topic` with Faust's `Schema`, raw key and value, no types, and
     `RawRegistry` decoding raw bytes."""
     cython_handler: Any = getattr(faust_conductor, "ConductorHandler", None)
-    if cython_handler is not None and isinstance(handler, cython_handler):
-        channels = handler.channels
-        on_high, on_drop = handler.on_pressure_high, handler.on_pressure_drop
-    else:
-        try:
+    try:
+        if cython_handler is not None and isinstance(handler, cython_handler):
+            channels = handler.channels
+            on_high, on_drop = handler.on_pressure_high, handler.on_pressure_drop
+        else:
             names, cells = handler.__code__.co_freevars, handler.__closure__
             closure = {name: cell.cell_contents for name, cell in zip(names, cells, strict=True)}
             channels = closure["channels"]
             on_high, on_drop = closure["on_pressure_high"], closure["on_pressure_drop"]
-        except (AttributeError, KeyError, TypeError, ValueError):
-            return None  # not one of Faust's handlers
-    if len(channels) != 1:
-        return None
+        if len(channels) != 1:
+            return None
+    except (AttributeError, KeyError, TypeError, ValueError):
+        return None  # not one of Faust's handlers as this version builds them
     (channel,) = channels
     schema = getattr(channel, "schema", None)
     serializers = app.serializers

@@ -434,3 +434,20 @@ def test_a_channel_subscribing_after_the_handler_was_read_ends_inline_delivery(
         assert message.refcount == 0 and len(c.taken()) == 1
 
     run(main())
+
+
+def test_a_handler_of_another_shape_is_left_to_deliver_for_itself() -> None:
+    """A handler this module cannot read (another Faust build's) is started as before."""
+
+    async def main() -> None:
+        c = Conductor("python")
+
+        async def handler(message: Any) -> None:  # a closure without Faust's cells
+            c.queue.put_nowait(message)
+
+        c.conductor._tp_to_callback[TP0] = handler
+        message = c.message()
+        assert c.deliver_now(TP0, message) is False
+        assert c.queue.empty() and message.refcount == 0
+
+    run(main())
