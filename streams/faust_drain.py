@@ -199,6 +199,7 @@ class _Inline(NamedTuple):
     queue: FlowControlQueue[Any]
     on_pressure_high: Callable[[], None]
     on_pressure_drop: Callable[[], None]
+    producer_buffer: Any
 
 
 def _inline_for(app: Any, handler: Any) -> _Inline | None:
@@ -237,7 +238,8 @@ def _inline_for(app: Any, handler: Any) -> _Inline | None:
         and isinstance(channel.queue, FlowControlQueue)
     ):
         return None
-    return _Inline(handler, channels, channel, channel.queue, on_high, on_drop)
+    buffer = app.producer.buffer  # the one the handler waits on (`wait_until_ebb`)
+    return _Inline(handler, channels, channel, channel.queue, on_high, on_drop, buffer)
 
 
 def inline_delivery(consumer: Consumer) -> Callable[[TP, Any], bool]:
@@ -262,13 +264,11 @@ def inline_delivery(consumer: Consumer) -> Callable[[TP, Any], bool]:
     lock: asyncio.Lock = conductor._tp_to_callback_lock
     handlers: dict[TP, Any] = conductor._tp_to_callback
     flow_active = app.flow_control.is_active
-    buffer: Any = None
     create_event = app.create_event
     # partition → its handler, and how to deliver inline for it (None: never)
     known: dict[TP, tuple[object, _Inline | None]] = {}
 
     def deliver_now(tp: TP, message: Any) -> bool:
-        nonlocal buffer
         if lock.locked() or not flow_active():
             return False
         handler = handlers.get(tp)
@@ -280,8 +280,7 @@ def inline_delivery(consumer: Consumer) -> Callable[[TP, Any], bool]:
         inline = seen[1]
         if inline is None:
             return False
-        if buffer is None:
-            buffer = app.producer.buffer
+        buffer = inline.producer_buffer
         key, value = message.key, message.value
         if (
             buffer.size > buffer.max_messages

@@ -90,13 +90,10 @@ class LeanMonitor(Monitor):
 
 # Sensor hooks that do nothing: Faust's `Sensor` base and LeanMonitor's skipped ones.
 _NO_OP_HOOKS: dict[str, frozenset[object]] = {
-    name: frozenset({getattr(Sensor, name), getattr(LeanMonitor, name)} - {live})
-    for name, live in (
-        ("on_message_in", None),
-        ("on_stream_event_in", LeanMonitor.on_stream_event_in),
-        ("on_stream_event_out", None),
-        ("on_message_out", None),
-    )
+    "on_message_in": frozenset({Sensor.on_message_in, LeanMonitor.on_message_in}),
+    "on_stream_event_in": frozenset({Sensor.on_stream_event_in}),  # LeanMonitor's is kept
+    "on_stream_event_out": frozenset({Sensor.on_stream_event_out, LeanMonitor.on_stream_event_out}),
+    "on_message_out": frozenset({Sensor.on_message_out, LeanMonitor.on_message_out}),
 }
 
 
