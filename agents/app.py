@@ -123,7 +123,7 @@ class JsonTable(MutableMapping[str, Any]):
 
 
 def faust_settings(settings: Settings) -> dict[str, Any]:
-    """Faust configuration for these settings (with the embedded broker's workarounds)."""
+    """`App` configuration for these settings (with the embedded broker's workarounds)."""
     conf: dict[str, Any] = {
         "broker": settings.broker,
         "store": "memory://",
@@ -141,6 +141,8 @@ def faust_settings(settings: Settings) -> dict[str, Any]:
         # there): unprocessed events are not committed and are read again, and every effect
         # is idempotent, so nothing is lost or doubled.
         "stream_wait_empty": False,
+        # Not Faust's: Greenlane's `App` gives it to the consumer (streams/faust_consumer.py).
+        "fetch_max_wait_ms": settings.fetch_max_wait_ms,
     }
     if settings.embedded_broker:
         conf.update(TANSU_FAUST_WORKAROUNDS)

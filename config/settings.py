@@ -62,6 +62,13 @@ class Settings(BaseSettings):
         description="how often each owned partition's due index is checked; a rung fires at "
         "most this much plus the processing queue after it is due (goal: p99 under 1 s)",
     )
+    fetch_max_wait_ms: int = Field(
+        default=100,
+        ge=1,
+        le=60_000,
+        description="how long the broker may hold a consumer fetch that finds nothing new; "
+        "a worker under load can wait this long for its next records (streams/faust_consumer.py)",
+    )
     at_risk_fraction: float = Field(default=0.75, gt=0, lt=1)
     log_level: str = "info"
     calendar_gap_at_start: Literal["refuse", "warn"] = Field(
