@@ -80,10 +80,24 @@ class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         consumer = super()._create_worker_consumer(transport)
         # Faust passes `fetch_max_wait_ms=1500` itself. aiokafka keeps the argument here
         # until `start` hands it to the consumer's fetcher, so it is set before then.
-        consumer._fetch_max_wait_ms = getattr(
-            self.consumer.app, "fetch_max_wait_ms", FETCH_MAX_WAIT_MS
-        )
+        consumer._fetch_max_wait_ms = self._app_fetch_wait()
         return consumer
+
+    def _app_fetch_wait(self) -> int:
+        app = self.consumer.app
+        return app.fetch_wait_now() if isinstance(app, App) else FETCH_MAX_WAIT_MS
+
+    def follow_fetch_wait(self) -> None:
+        """Fetch with the app's wait from the next fetch on (it changes with recovery)."""
+        consumer = self._consumer
+        if consumer is None:
+            return
+        wait = consumer._fetch_max_wait_ms = self._app_fetch_wait()
+        fetcher = getattr(consumer, "_fetcher", None)
+        if fetcher is not None:
+            # Read each time aiokafka's fetcher builds a fetch request (in this thread;
+            # setting an attribute is one step for the other).
+            fetcher._fetch_max_wait_ms = wait
 
     async def getmany(self, active_partitions: Set[TP] | None, timeout: float) -> Any:
         if active_partitions is None:
@@ -118,12 +132,23 @@ class Consumer(faust_aiokafka.Consumer):
 
 class App(faust.App):
     """`faust.App` whose Kafka consumer is the one above (and producer and monitor,
-    `faust_light`). `fetch_max_wait_ms` is the consumer's fetch wait (`FETCH_MAX_WAIT_MS`)."""
+    `faust_light`).
+
+    `fetch_max_wait_ms` is the consumer's fetch wait (`FETCH_MAX_WAIT_MS`);
+    `recovery_fetch_max_wait_ms`, when given, its wait while tables recover from their
+    changelogs (the embedded broker needs a longer one there: streams/tansu.py).
+    """
 
     def __init__(
-        self, *args: Any, fetch_max_wait_ms: int = FETCH_MAX_WAIT_MS, **kwargs: Any
+        self,
+        *args: Any,
+        fetch_max_wait_ms: int = FETCH_MAX_WAIT_MS,
+        recovery_fetch_max_wait_ms: int | None = None,
+        **kwargs: Any,
     ) -> None:
         self.fetch_max_wait_ms = fetch_max_wait_ms
+        self.recovery_fetch_max_wait_ms = recovery_fetch_max_wait_ms or fetch_max_wait_ms
+        self._in_recovery = False
         kwargs.setdefault("Monitor", LeanMonitor)
         kwargs.setdefault("Serializers", RawRegistry)
         # Faust's opt-in `cython_optimizations` stays off: its stream path has never run in
@@ -131,6 +156,23 @@ class App(faust.App):
         # stop consuming part-way (not reproduced since; the gain was within noise).
         super().__init__(*args, **kwargs)
         self._event_class: Any = None  # the configured `Event` class, once read
+
+    @property
+    def in_recovery(self) -> bool:
+        """True while tables recover (set by Faust's recovery); the fetch wait follows it."""
+        return self._in_recovery
+
+    @in_recovery.setter
+    def in_recovery(self, recovering: bool) -> None:
+        self._in_recovery = recovering
+        consumer = self._consumer
+        thread = getattr(consumer, "_thread", None)
+        if isinstance(thread, ConsumerThread):
+            thread.follow_fetch_wait()
+
+    def fetch_wait_now(self) -> int:
+        """The consumer's fetch wait now: the recovery one while tables recover."""
+        return self.recovery_fetch_max_wait_ms if self._in_recovery else self.fetch_max_wait_ms
 
     def create_event(self, key: K, value: V, headers: HeadersArg, message: Message) -> EventT[Any]:
         """`faust.App.create_event`, the `Event` setting read once (faust_light.py)."""

@@ -26,6 +26,13 @@ TANSU_FAUST_WORKAROUNDS: dict[str, Any] = {
     "consumer_max_fetch_size": 8 * 2**20,
     # A new group member joins only after about half the session timeout.
     "broker_session_timeout": 6,
+    # With the consumer's 100 ms fetch wait (`Settings.fetch_max_wait_ms`), a worker took
+    # 398 s instead of 39 s to recover 1M open SLAs. Tansu takes longer than that to read a
+    # long partition (above), and a fetch with a shorter wait brings back little (measured;
+    # how Tansu cuts it short was not examined: smaller partitions read as fast at either
+    # wait). While tables recover, the consumer fetches with Faust's own wait
+    # (streams/faust_consumer.py).
+    "recovery_fetch_max_wait_ms": 1500,
 }
 # Not a setting of its own: Tansu holds a fetch that finds no records for the whole
 # `fetch_max_wait_ms`, even when records arrive meanwhile (Kafka answers as soon as there

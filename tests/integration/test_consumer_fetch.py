@@ -50,3 +50,42 @@ def test_an_app_without_the_setting_keeps_the_consumers_default_wait(
     assert (
         asyncio.run(started_fetcher_wait(app)) == FETCH_MAX_WAIT_MS == Settings().fetch_max_wait_ms
     )
+
+
+@pytest.mark.parametrize("embedded", [True, False])
+def test_while_tables_recover_the_fetcher_waits_the_recovery_wait(
+    broker: EmbeddedBroker, embedded: bool, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    # On the embedded broker a short wait slows the reading of changelogs tenfold
+    # (streams/tansu.py): the recovery wait is Faust's 1,500 ms there, the normal one on Kafka.
+    settings = Settings(
+        broker=broker.faust_url,
+        data_dir=tmp_path_factory.mktemp("worker"),
+        embedded_broker=embedded,
+    )
+    app = App("fetch-wait-recovery", **faust_settings(settings))
+    recovery_wait = 1500 if embedded else settings.fetch_max_wait_ms
+
+    async def waits_through_a_recovery() -> list[int]:
+        app_consumer = app.consumer
+        assert isinstance(app_consumer, Consumer)
+        thread = app_consumer._thread
+        assert isinstance(thread, ConsumerThread)
+        # As the consumer thread's start does.
+        consumer = thread._consumer = thread._create_worker_consumer(cast(Transport, app.transport))
+        await consumer.start()
+        try:
+            waits = [consumer._fetcher._fetch_max_wait_ms]
+            app.in_recovery = True  # as Faust's recovery sets it
+            waits.append(consumer._fetcher._fetch_max_wait_ms)
+            app.in_recovery = False
+            waits.append(consumer._fetcher._fetch_max_wait_ms)
+            return waits
+        finally:
+            await consumer.stop()
+
+    assert asyncio.run(waits_through_a_recovery()) == [
+        settings.fetch_max_wait_ms,
+        recovery_wait,
+        settings.fetch_max_wait_ms,
+    ]
