@@ -95,8 +95,8 @@ class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         wait = consumer._fetch_max_wait_ms = self._app_fetch_wait()
         fetcher = getattr(consumer, "_fetcher", None)
         if fetcher is not None:
-            # Read each time aiokafka's fetcher builds a fetch request (in this thread;
-            # setting an attribute is one step for the other).
+            # The fetcher reads it for each fetch request it builds, in the consumer's
+            # thread; this runs in the app's, and one attribute set is atomic between them.
             fetcher._fetch_max_wait_ms = wait
 
     async def getmany(self, active_partitions: Set[TP] | None, timeout: float) -> Any:
