@@ -412,7 +412,7 @@ async def drain_messages(consumer: Consumer, fetcher: ServiceT) -> None:  # prag
                             message.key,
                             message.value,
                         )
-                unset_flag(flag_consumer_fetching)
+            unset_flag(flag_consumer_fetching)  # as Faust: each round, stopping or not
 
     except self.consumer_stopped_errors:
         if self.transport.app.should_stop:
