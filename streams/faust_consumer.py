@@ -30,6 +30,8 @@ The consumer also delivers each record without Faust's four futures per record w
 delivery need not wait (`streams/faust_drain.py` says why and how), and the producer's
 buffer tells its size without reading a setting, Faust's monitor skips its per-record
 hooks, and raw records are decoded without Faust's codec layers (`streams/faust_light.py`).
+The app's table recovery seeks the stream partitions before it resumes them
+(`streams/faust_recovery.py`).
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ from mode import ServiceT
 
 from greenlane.streams.faust_drain import drain_messages
 from greenlane.streams.faust_light import LeanMonitor, Producer, RawRegistry
+from greenlane.streams.faust_recovery import TableManager
 
 FETCH_MAX_WAIT_MS = 100
 """How long the broker may hold a fetch that finds no new records (Faust fixes 1,500 ms):
@@ -151,6 +154,7 @@ class App(faust.App):
         self._in_recovery = False
         kwargs.setdefault("Monitor", LeanMonitor)
         kwargs.setdefault("Serializers", RawRegistry)
+        kwargs.setdefault("TableManager", TableManager)
         # Faust's opt-in `cython_optimizations` stays off: its stream path has never run in
         # production, and with it on, a fresh-clone `make test` once saw a restarted worker
         # stop consuming part-way (not reproduced since; the gain was within noise).
