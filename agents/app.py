@@ -17,7 +17,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Coroutine, Iterator, MutableMapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import faust
 import orjson
@@ -34,6 +34,7 @@ from greenlane.sla.engine import Tracker
 from greenlane.streams.codec import encode_record
 from greenlane.streams.faust_batches import BatchReader
 from greenlane.streams.faust_consumer import App
+from greenlane.streams.faust_recovery import TableManager
 from greenlane.streams.publisher import BatchPublisher, Placed
 from greenlane.streams.tansu import TANSU_FAUST_WORKAROUNDS
 
@@ -204,6 +205,13 @@ class Greenlane:
     def _table(self, name: str) -> TableT[bytes, bytes]:
         return self.app.Table(name, default=None, key_type=bytes, value_type=bytes)
 
+    def processing(self) -> bool:
+        """True once the tables have recovered for the current assignment, until the next
+        rebalance begins: the worker is processing the partitions it owns."""
+        app = self.app
+        recovery = cast(TableManager, app.tables).recovery
+        return bool(recovery.completed.is_set() and not app.rebalancing)
+
     def owned_partitions(self) -> set[int]:
         """Partitions of the tick topic (hence of every co-partitioned input) this worker owns."""
         return {
@@ -305,7 +313,11 @@ class Greenlane:
 
         @app.page("/ready")
         async def ready(web: Any, request: Any) -> Any:
-            return web.json({"ready": True, "partitions": sorted(self.owned_partitions())})
+            # 503 while the worker joins its group, rebalances or recovers its tables: with
+            # 1M open SLAs it owns its partitions half a minute before it processes them.
+            processing = self.processing()
+            body = {"ready": processing, "partitions": sorted(self.owned_partitions())}
+            return web.json(body, status=200 if processing else 503)
 
 
 def create_app(settings: Settings | None = None) -> Greenlane:

@@ -4,8 +4,9 @@ For each N, a fresh embedded broker gets the `requests` table's changelog writte
 in the worker's own format (raw key `account/request`, value `{"p": partition, "s": state}`,
 one record per producer batch as Tansu's defect 1 needs), for N/3 open fault tickets created
 just now (three open SLA targets each under the example policy). Then one worker starts and
-we time: process start → /ready owning all four partitions → `greenlane_open_slas` = N
-(the table recovered and the index and gauges rebuilt). Goal: N = 1M within 60 s.
+we time: process start → /ready owning all four partitions (it answers only once the tables
+have recovered) → `greenlane_open_slas` = N (the index and gauges rebuilt). Goal: N = 1M
+within 60 s.
 
     .venv/bin/python bench/recovery.py --slas 30000 300000 1000000 --max-seconds 1500
 """

@@ -10,6 +10,7 @@ import math
 import re
 import shutil
 import subprocess
+import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
@@ -337,8 +338,12 @@ def test_open_sla_gauges_follow_the_partitions_after_a_rebalance(deployment: Dep
 
 
 def owned(worker: Worker) -> list[int]:
-    with urllib.request.urlopen(f"{worker.base}/ready", timeout=2) as response:
-        return list(orjson.loads(response.read())["partitions"])
+    """The partitions a worker reports on /ready ([] while it answers 503: rebalancing)."""
+    try:
+        with urllib.request.urlopen(f"{worker.base}/ready", timeout=2) as response:
+            return list(orjson.loads(response.read())["partitions"])
+    except urllib.error.HTTPError:
+        return []
 
 
 def partitions(worker: Worker) -> int:
