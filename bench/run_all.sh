@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every benchmark of docs/benchmarks.md, one after the other (they share 2 cores: never in
 # parallel), each writing bench/results/<name>.json. Run from the repository root:
-#     bash bench/run_all.sh            # about 20 minutes on 2 cores
+#     bash bench/run_all.sh            # 11 to 20 minutes on 2 cores, as fast as the hour
 #     QUICK=1 bash bench/run_all.sh    # smaller sizes, a few minutes
 set -euo pipefail
 cd "$(dirname "$0")/.."
