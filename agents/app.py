@@ -210,7 +210,7 @@ class Greenlane:
         rebalance begins: the worker is processing the partitions it owns."""
         app = self.app
         recovery = cast(TableManager, app.tables).recovery
-        return bool(recovery.completed.is_set() and not app.rebalancing)
+        return recovery.completed.is_set() and not app.rebalancing
 
     def owned_partitions(self) -> set[int]:
         """Partitions of the tick topic (hence of every co-partitioned input) this worker owns."""

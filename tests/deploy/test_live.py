@@ -10,7 +10,6 @@ import math
 import re
 import shutil
 import subprocess
-import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
@@ -18,7 +17,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import orjson
 import psycopg
 import pytest
 import yaml
@@ -320,7 +318,7 @@ def test_open_sla_gauges_follow_the_partitions_after_a_rebalance(deployment: Dep
         "every order open on the first worker",
     )
     second = deployment.start_worker(expect_partitions=2)
-    wait_for(lambda: partitions(first) == 2, 60, "the first worker gave up two partitions")
+    wait_for(lambda: len(first.owned()) == 2, 60, "the first worker gave up two partitions")
 
     def split() -> bool:
         a, b = first.metric_sum("greenlane_open_slas"), second.metric_sum("greenlane_open_slas")
@@ -334,17 +332,4 @@ def test_open_sla_gauges_follow_the_partitions_after_a_rebalance(deployment: Dep
         for (name, labels), _v in first.metrics().items()
         if name == "greenlane_consumer_lag"
     }
-    assert lag_partitions <= {str(p) for p in owned(first)}
-
-
-def owned(worker: Worker) -> list[int]:
-    """The partitions a worker reports on /ready ([] while it answers 503: rebalancing)."""
-    try:
-        with urllib.request.urlopen(f"{worker.base}/ready", timeout=2) as response:
-            return list(orjson.loads(response.read())["partitions"])
-    except urllib.error.HTTPError:
-        return []
-
-
-def partitions(worker: Worker) -> int:
-    return len(owned(worker))
+    assert lag_partitions <= {str(p) for p in first.owned()}

@@ -5,8 +5,6 @@ audit writer in a process of its own."""
 from __future__ import annotations
 
 import base64
-import subprocess
-import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -18,7 +16,6 @@ from fixtures.broker import Deployment, Worker, wait_for
 from sqlalchemy import text
 
 from greenlane.audit.store import AuditStore
-from greenlane.streams.tansu import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -366,21 +363,12 @@ def test_ready_answers_503_until_the_worker_processes_its_partitions(
 ) -> None:
     # The Kubernetes probes read /ready: a worker that joins its group or recovers its tables
     # owns partitions it does not process yet (half a minute with 1M open SLAs).
-    port = free_port()
-    log = deployment.workdir / "worker-ready.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "greenlane.cli.main", "worker"],
-            env=deployment.env(port),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    deployment.workers.append(Worker(process, port, log))
+    worker = deployment.launch_worker()
     answers: list[tuple[int, dict[str, Any]]] = []
 
     def answered_ready() -> bool:
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=1) as r:
+            with urllib.request.urlopen(f"{worker.base}/ready", timeout=1) as r:
                 answers.append((r.status, orjson.loads(r.read())))
         except urllib.error.HTTPError as refused:
             answers.append((refused.code, orjson.loads(refused.read())))
@@ -388,7 +376,7 @@ def test_ready_answers_503_until_the_worker_processes_its_partitions(
             return False  # not listening yet
         return answers[-1][0] == 200
 
-    wait_for(answered_ready, 90, f"/ready answering 200 (log: {log})", alive=process)
+    wait_for(answered_ready, 90, f"/ready answering 200 (log: {worker.log})", alive=worker.process)
     status, body = answers[0]
     assert status == 503 and body["ready"] is False, answers[0]
     assert answers[-1][1] == {"ready": True, "partitions": [0, 1, 2, 3]}

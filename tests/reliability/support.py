@@ -107,17 +107,6 @@ def fresh_deployment(broker: EmbeddedBroker, workdir: Path) -> Deployment:
     )
 
 
-def owned(worker: Any) -> list[int]:
-    """The partitions a worker reports on /ready ([] when it does not answer)."""
-    import urllib.request
-
-    try:
-        with urllib.request.urlopen(f"{worker.base}/ready", timeout=1) as response:
-            return list(orjson.loads(response.read()).get("partitions", []))
-    except (OSError, ValueError):
-        return []
-
-
 def scrape(worker: Any, name: str, **labels: str) -> float:
     """`worker.metric_sum`, or -1 while the worker does not answer."""
     try:

@@ -17,7 +17,6 @@ from reliability.support import (
     accounts_on_every_partition,
     expected_ids,
     order_created,
-    owned,
     read_until,
     scrape,
 )
@@ -33,8 +32,8 @@ def test_a_stopped_members_slas_survive_and_each_rung_fires_once(
     deployment.policy_file = POLICY
     first = deployment.start_worker()  # alone: all four partitions
     second = deployment.start_worker(expect_partitions=2)
-    wait_for(lambda: len(owned(first)) == 2, 60, "the first worker down to 2 partitions")
-    assert sorted(owned(first) + owned(second)) == list(range(PARTITIONS))
+    wait_for(lambda: len(first.owned()) == 2, 60, "the first worker down to 2 partitions")
+    assert sorted(first.owned() + second.owned()) == list(range(PARTITIONS))
 
     accounts = accounts_on_every_partition(2)  # two accounts on each partition
     start = datetime.now(UTC)
@@ -61,7 +60,7 @@ def test_a_stopped_members_slas_survive_and_each_rung_fires_once(
     )
     stopped_at = time.monotonic()
     assert first.stop() == 0
-    wait_for(lambda: len(owned(second)) == PARTITIONS, 60, "the second worker owns all four")
+    wait_for(lambda: len(second.owned()) == PARTITIONS, 60, "the second worker owns all four")
     takeover_s = time.monotonic() - stopped_at
 
     # A second wave on the survivor, for accounts on every partition, old and new.
