@@ -235,8 +235,10 @@ class Escalation:
     repeat: int = 0
     """0 for a rung's first firing, n for its nth repetition."""
     folded_rungs: tuple[int, ...] = ()
-    """Lower rungs that came due in the same instant of processing (a late or replayed
-    start, or a worker catching up) and are told in this one record instead of a burst."""
+    """Lower rungs already past when the SLA started (a late start, or a promise made for a
+    date already gone), told in this one record instead of a burst."""
+    cycle: int = 1
+    """The SLA's cycle (a reopened ticket starts a new one with its own ladder)."""
 
     record_type: Literal["escalation"] = field(default="escalation", init=False)
 
@@ -256,6 +258,7 @@ class Escalation:
         policy_version: str,
         repeat: int = 0,
         folded_rungs: tuple[int, ...] = (),
+        cycle: int = 1,
     ) -> None:
         # Written out (not generated) so that mypyc compiles it; pure Python runs
         # `fast_init`'s instead. Same signature as the dataclass's own.
@@ -273,6 +276,7 @@ class Escalation:
         self.policy_version = policy_version  # type: ignore[misc]
         self.repeat = repeat  # type: ignore[misc]
         self.folded_rungs = folded_rungs  # type: ignore[misc]
+        self.cycle = cycle  # type: ignore[misc]
         self.record_type = "escalation"  # type: ignore[misc]
 
     @property
@@ -297,6 +301,7 @@ class Escalation:
             "policy_version": self.policy_version,
             **({"repeat": self.repeat} if self.repeat else {}),
             **({"folded_rungs": list(self.folded_rungs)} if self.folded_rungs else {}),
+            **({"cycle": self.cycle} if self.cycle != 1 else {}),
         }
 
 
@@ -304,3 +309,124 @@ fast_init(Escalation)  # not a decorator: a decorated class is not compiled
 
 
 Record = SlaChange | Escalation
+
+
+@mypyc_attr(acyclic=True)
+@dataclass(frozen=True, slots=True)
+class Retraction:
+    """A published record that is no longer true (record_type `retraction`).
+
+    Published on the topic of the record it retracts (`retracted_type` says which), with the
+    same key, so that it follows that record on its partition. Its id is derived from the
+    retracted id: a published id is retracted at most once, since the rules never publish
+    an id again once it is retracted (see `greenlane.sla.projection`).
+    """
+
+    retraction_id: str
+    retracts: str
+    retracted_type: Literal["sla_change", "escalation"]
+    sla_id: str
+    account_id: str
+    request_id: str
+    target: str
+    reason: str
+    at: datetime
+    """The partition clock when the change was found."""
+    kind: str = ""
+    """The retracted record's `kind` (an sla_change's) or `rung` as text (an escalation's)."""
+
+    record_type: Literal["retraction"] = field(default="retraction", init=False)
+
+    def __init__(
+        self,
+        retraction_id: str,
+        retracts: str,
+        retracted_type: Literal["sla_change", "escalation"],
+        sla_id: str,
+        account_id: str,
+        request_id: str,
+        target: str,
+        reason: str,
+        at: datetime,
+        kind: str = "",
+    ) -> None:
+        # Written out (not generated) so that mypyc compiles it; pure Python runs
+        # `fast_init`'s instead. Same signature as the dataclass's own.
+        self.retraction_id = retraction_id  # type: ignore[misc]
+        self.retracts = retracts  # type: ignore[misc]
+        self.retracted_type = retracted_type  # type: ignore[misc]
+        self.sla_id = sla_id  # type: ignore[misc]
+        self.account_id = account_id  # type: ignore[misc]
+        self.request_id = request_id  # type: ignore[misc]
+        self.target = target  # type: ignore[misc]
+        self.reason = reason  # type: ignore[misc]
+        self.at = at  # type: ignore[misc]
+        self.kind = kind  # type: ignore[misc]
+        self.record_type = "retraction"  # type: ignore[misc]
+
+    @property
+    def record_id(self) -> str:
+        return self.retraction_id
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON object published on the wire."""
+        return {
+            "record_type": self.record_type,
+            "retraction_id": self.retraction_id,
+            "retracts": self.retracts,
+            "retracted_type": self.retracted_type,
+            "sla_id": self.sla_id,
+            "account_id": self.account_id,
+            "request_id": self.request_id,
+            "target": self.target,
+            "reason": self.reason,
+            "at": rfc3339(self.at),
+            "kind": self.kind,
+        }
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> Retraction:
+        """The retraction whose `to_dict()` is `raw`."""
+        return cls(
+            raw["retraction_id"],
+            raw["retracts"],
+            raw["retracted_type"],
+            raw["sla_id"],
+            raw["account_id"],
+            raw["request_id"],
+            raw.get("target", ""),
+            raw["reason"],
+            datetime.fromisoformat(raw["at"]),
+            raw.get("kind", ""),
+        )
+
+
+fast_init(Retraction)  # not a decorator: a decorated class is not compiled
+
+
+Published = SlaChange | Escalation | Retraction
+"""Everything the tracker publishes: the records, and retractions of records."""
+
+
+def retraction_id(retracted_id: str) -> str:
+    """The id of the retraction of the record `retracted_id` (deterministic)."""
+    return stable_id("retraction", retracted_id)
+
+
+def content_key(record: Record) -> str:
+    """What identifies a record for "live equals replay" (CONTRACT.md): an sla_change's
+    SLA, kind, instant, due time and cycle (and tier when it starts); an escalation's SLA,
+    rung, repeat, folded rungs and cycle. Never its id: a record published again after a
+    retraction takes a new one."""
+    if isinstance(record, Escalation):
+        folded = ",".join(str(r) for r in record.folded_rungs)
+        return (
+            f"E\x1f{record.sla_id}\x1f{record.rung}\x1f{record.repeat}\x1f{record.cycle}"
+            f"\x1f{folded}"
+        )
+    due = rfc3339(record.due_at) if record.due_at is not None else ""
+    tier = record.tier if record.kind == "started" else ""
+    return (
+        f"C\x1f{record.sla_id}\x1f{record.kind}\x1f{record.cycle}\x1f{rfc3339(record.at)}"
+        f"\x1f{due}\x1f{tier}"
+    )
