@@ -33,7 +33,7 @@ from greenlane.config.settings import Settings, bootstrap_of
 from greenlane.sla.engine import Tracker
 from greenlane.streams.codec import encode_record
 from greenlane.streams.faust_batches import BatchReader
-from greenlane.streams.faust_consumer import App
+from greenlane.streams.faust_consumer import App, input_behind
 from greenlane.streams.faust_recovery import TableManager
 from greenlane.streams.publisher import BatchPublisher, Placed
 from greenlane.streams.tansu import TANSU_FAUST_WORKAROUNDS
@@ -187,6 +187,12 @@ class Greenlane:
             accounts_topic=topics.accounts,
             ticks_topic=topics.ticks,
             clock=utc_now,
+            # The partition clock: event time while an input lags, else the wall clock.
+            behind=lambda topic, partition, handled: input_behind(
+                self.app, topic, partition, handled
+            ),
+            input_topics=(topics.orders, topics.tickets, topics.provisioning, topics.accounts),
+            idle_s=settings.clock_idle_s,
         )
         # partition → when its last tick was sent; a tick lost in a rebalance is re-sent.
         self.tick_sent: dict[int, float] = {}

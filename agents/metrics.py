@@ -21,7 +21,7 @@ from prometheus_client import Counter as PromCounter
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from greenlane.sla.records import Escalation, Record, SlaChange
+from greenlane.sla.records import Escalation, Published, Retraction, SlaChange
 from greenlane.sla.state import RequestStanding, RequestState
 
 log = logging.getLogger(__name__)
@@ -173,6 +173,14 @@ class WorkerMetrics:
             ["service", "stage", "department"],
             registry=r,
         )
+        self.retractions = PromCounter(
+            "greenlane_retractions",
+            "Published records retracted by a truly late fact (reason late_event or "
+            "late_account), by the retracted record's type and kind (a rung's number for an "
+            "escalation): effective breaches are sla_changes{kind=breached} less these",
+            ["service", "target", "tier", "reason", "record_type", "kind"],
+            registry=r,
+        )
         self.tracker_seconds = PromCounter(
             "greenlane_tracker_seconds",
             "Wall seconds the tracker agent spent, by phase: waiting for its next batch of "
@@ -231,11 +239,23 @@ class WorkerMetrics:
         self.build_info.labels(greenlane_version(), policy_version).set(1)
 
     def record_published(
-        self, record: Record, published_at_epoch: float, tally: Tally | None = None
+        self, record: Published, published_at_epoch: float, tally: Tally | None = None
     ) -> None:
         """Count one published record; a rung also observes how late it came, an SLA's end
-        its business time to complete, and a breach the stages it names as over budget.
+        its business time to complete, and a breach the stages it names as over budget; a
+        retraction counts by its reason and what it retracts.
         Counter increments go into `tally` when one is given (observations never wait)."""
+        if isinstance(record, Retraction):
+            what = (
+                record.service,
+                record.target,
+                record.tier,
+                record.reason,
+                record.retracted_type,
+                record.kind,
+            )
+            _inc(self._child(self.retractions, what), 1.0, tally)
+            return
         if isinstance(record, SlaChange):
             labels = (record.service, record.target, record.tier, record.kind)
             _inc(self._child(self.sla_changes, labels), 1.0, tally)

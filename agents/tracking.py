@@ -7,6 +7,7 @@ and offset, and it uses plain mappings for state, so tests can drive it directly
 from __future__ import annotations
 
 import base64
+import heapq
 import logging
 import time
 from collections.abc import Callable, Iterable, MutableMapping, Sequence
@@ -17,18 +18,26 @@ from typing import Any, NamedTuple, Protocol
 from greenlane.agents.metrics import Tally, WorkerMetrics
 from greenlane.sla.accounts import AccountLookup, merged_contacts, resolve_tier
 from greenlane.sla.calendar import CalendarGapError
+from greenlane.sla.clock import DEFAULT_IDLE_S, PartitionClock
 from greenlane.sla.due_index import DueIndex
 from greenlane.sla.engine import Batch, Step, apply_account
 from greenlane.sla.fastinit import fast_init
-from greenlane.sla.records import Escalation, Record
+from greenlane.sla.records import Escalation, Published, Retraction, SlaChange
 from greenlane.sla.state import AccountState, RequestStanding, RequestState, request_key
 from greenlane.streams.codec import DecodeError, Event, decode_event
 
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
+Behind = Callable[[str, int, int | None], bool | None]
+"""Whether records wait in Kafka on (topic, partition) beyond the last offset the tracker
+has handled there (None: none yet in this assignment); None when it is not known."""
+# A rung or breach published this long after its instant carries `published_late_s`.
+LATE_PUBLISH_S = 60
 Put = Callable[[str, int, Any], None]
 SWEEP_RETRY = timedelta(hours=1)
+# The rules' `now` for a partition whose clock is not known yet: every event waits.
+NOT_YET = datetime(1970, 1, 1, tzinfo=UTC)
 TICK_MEMOS = 8  # ticks per partition whose outputs can be published again on redelivery
 # Table key of a partition's tick memo. Request keys begin with an account id, which the
 # decoder strips of leading whitespace: a key beginning with a space is never a request's.
@@ -84,7 +93,17 @@ class Rules(Protocol):
 
     def redelivered_tick(
         self, state: RequestState, delivery: str, now: datetime
-    ) -> tuple[Record, ...]: ...
+    ) -> tuple[Published, ...]: ...
+
+    def rejudge(
+        self,
+        state: RequestState,
+        account: AccountState,
+        now: datetime,
+        lookup: AccountLookup | None = None,
+    ) -> Step | None: ...
+
+    def ended_targets(self, state: RequestState) -> frozenset[str]: ...
 
 
 class Received(NamedTuple):
@@ -99,6 +118,10 @@ class Received(NamedTuple):
 
 def _fields(m: MessageLike) -> tuple[str, int, int, bytes | None, bytes | None]:
     return m.topic, m.partition, m.offset, m.key, m.value
+
+
+def _where(m: MessageLike) -> str:
+    return f"{m.topic}:{m.partition}:{m.offset}"
 
 
 def partitioned_put(table: MutableMapping[str, Any]) -> Put:
@@ -163,6 +186,42 @@ def dead_letter(
     }
 
 
+_FIRST = datetime.min.replace(tzinfo=UTC)
+
+
+def _event_time(item: tuple[MessageLike, Event | DecodeError | None]) -> datetime:
+    found = item[1]
+    return found.event_time if isinstance(found, Event) else _FIRST
+
+
+def in_time_order(
+    read: list[tuple[MessageLike, Event | DecodeError | None]],
+) -> list[tuple[MessageLike, Event | DecodeError | None]]:
+    """A batch's messages in event-time order across topic-partitions, each topic-partition's
+    kept in offset order (Kafka Streams' timestamp-synchronised processing): an account
+    event read in the same batch as its request's events, but fetched after them, applies
+    first when it is earlier. Ticks stay where they are (time passes there); a message
+    without an event time goes as soon as it is at the head of its topic-partition."""
+    out: list[tuple[MessageLike, Event | DecodeError | None]] = []
+    lanes: dict[tuple[str, int], list[tuple[MessageLike, Event | DecodeError | None]]] = {}
+
+    def merge() -> None:
+        if len(lanes) == 1:
+            out.extend(next(iter(lanes.values())))
+        elif lanes:
+            out.extend(heapq.merge(*lanes.values(), key=_event_time))
+        lanes.clear()
+
+    for item in read:
+        if item[1] is None:  # a tick
+            merge()
+            out.append(item)
+        else:
+            lanes.setdefault((item[0].topic, item[0].partition), []).append(item)
+    merge()
+    return out
+
+
 class TrackerService:
     """Handles every message on the tracker's partitions."""
 
@@ -179,13 +238,31 @@ class TrackerService:
         accounts_topic: str,
         ticks_topic: str,
         clock: Clock = utc_now,
+        behind: Behind | None = None,
+        input_topics: Iterable[str] = (),
+        monotonic: Callable[[], float] = time.monotonic,
+        idle_s: float = DEFAULT_IDLE_S,
     ) -> None:
+        """:param clock: the wall clock.
+        :param behind: how the worker knows whether an input topic-partition lags (from
+            the consumer); without it, every partition's clock is the wall clock.
+        :param input_topics: the input topics whose lag holds a partition's clock back.
+        """
         self.tracker = tracker
         self.requests = requests
         self.accounts = accounts
         self.metrics = metrics
         self.index = DueIndex()
         self.clock = clock
+        self.behind = behind
+        self.input_topics = tuple(input_topics)
+        self.monotonic = monotonic
+        self.idle_s = idle_s
+        # Per partition: its clock, and the last offset handled per input topic.
+        self.clocks: dict[int, PartitionClock] = {}
+        self._handled: dict[tuple[str, int], int] = {}
+        # Per account: its requests' keys (for a late account's re-judging).
+        self.by_account: dict[str, set[str]] = {}
         self._put_request = partitioned_put(requests)
         self._put_account = partitioned_put(accounts)
         # Within a batch, request states live here and are written once per request at its
@@ -224,6 +301,10 @@ class TrackerService:
             self._write(state.key, partition, state)
             self.metrics.open_slas.update(partition, before, state)
         self.index.schedule(partition, state.key, state.next_wakeup)
+        keys = self.by_account.get(state.account_id)
+        if keys is None:
+            keys = self.by_account[state.account_id] = set()
+        keys.add(state.key)
 
     def _count(self, topic: str, event_type: str, outcome: str) -> None:
         """Count an input event: at once, or at the end of the batch being handled."""
@@ -232,18 +313,83 @@ class TrackerService:
     def _write(self, key: str, partition: int, state: RequestState) -> None:
         self._put_request(key, partition, {"p": partition, "s": state.to_dict()})
 
-    def _outputs(self, records: tuple[Record, ...], count: bool = True) -> list[Output]:
-        published = time.time()
+    def _outputs(
+        self,
+        records: tuple[Published, ...],
+        count: bool = True,
+        state: RequestState | None = None,
+    ) -> list[Output]:
+        """The records to publish, as outputs. A rung or a breach published over a minute
+        after its instant (a backlog, a late fact) says how late; a rung of an SLA that the
+        events read so far show ended (`state`'s, not yet reached by the clock) is quiet:
+        the notifier records it and pages nobody."""
+        published = self.clock().timestamp()  # the wall clock (simulated offline)
         out = []
+        ended: frozenset[str] | None = None
         for record in records:
             if count:
                 self.metrics.record_published(record, published, self._tally)
             value = record.to_dict()
+            if isinstance(record, Retraction):
+                topic = self.topics[record.retracted_type]
+                out.append(Output(topic, record.account_id, value))
+                continue
+            instant = None
             if isinstance(record, Escalation):
                 # Whoever is notified needs the account's people: carry them with the rung.
                 value["account"] = self._account_context(record.account_id)
+                instant = record.fire_at
+                if ended is None:
+                    ended = self._ended_targets(state)
+                if record.target in ended:
+                    value["quiet"] = True
+            elif isinstance(record, SlaChange) and record.kind == "breached":
+                instant = record.at
+            if instant is not None:
+                late = published - instant.timestamp()
+                if late > LATE_PUBLISH_S:
+                    value["published_late_s"] = int(late)
             out.append(Output(self.topics[record.record_type], record.account_id, value))
         return out
+
+    def _ended_targets(self, state: RequestState | None) -> frozenset[str]:
+        """Targets that events already read end, though the clock has not reached them."""
+        if state is None or not state.history or state.judged_at is None:
+            return frozenset()
+        if state.history[-1].at <= state.judged_at:
+            return frozenset()
+        return self.tracker.ended_targets(state)
+
+    # -- the partition clock --------------------------------------------------------------
+    def _partition_clock(self, partition: int) -> PartitionClock:
+        clock = self.clocks.get(partition)
+        if clock is None:
+            clock = self.clocks[partition] = PartitionClock(self.idle_s)
+        return clock
+
+    def _read(self, m: MessageLike, event: Event | None) -> None:
+        """Feed a handled input message to its partition's clock."""
+        self._handled[(m.topic, m.partition)] = m.offset
+        moment = event.event_time if event is not None else None
+        self._partition_clock(m.partition).read(m.topic, moment, self.monotonic())
+
+    def now_of(self, partition: int) -> datetime | None:
+        """The clock the rules judge `partition` at (see `greenlane.sla.clock`): None until
+        it is known (after a start or a rebalance, while a lagging input has delivered
+        nothing yet); then deadlines wait and events are kept, not judged."""
+        wall = self.clock()
+        if self.behind is None:
+            return wall
+        clock = self._partition_clock(partition)
+        at_s = self.monotonic()
+        for topic in self.input_topics:
+            lagging = self.behind(topic, partition, self._handled.get((topic, partition)))
+            clock.behind(topic, bool(lagging), at_s)
+        return clock.advance(wall, at_s)
+
+    def _judging_now(self, partition: int) -> datetime:
+        now = self.now_of(partition)
+        return now if now is not None else NOT_YET
 
     def _account(self, account_id: str) -> AccountState | None:
         raw = self.accounts.get(account_id)
@@ -284,10 +430,13 @@ class TrackerService:
         try:
             event = decode_event(value, key)
         except DecodeError as error:
+            self._read(Received(topic, partition, offset, key, value), None)
             return self._rejected(topic, partition, offset, key, value, error)
+        self._read(Received(topic, partition, offset, key, value), event)
+        now = self._judging_now(partition)
         if event.is_account_event:
-            return self._apply_account_event(topic, partition, event)
-        return self._apply_request_event(topic, partition, offset, event, self.clock())
+            return self._apply_account_event(topic, partition, event, now)
+        return self._apply_request_event(topic, partition, offset, event, now)
 
     def _rejected(
         self,
@@ -305,16 +454,35 @@ class TrackerService:
         dl_key = key.decode("utf-8", "replace") if key else ""
         return [Output(self.topics["deadletter"], dl_key, record)]
 
-    def _apply_account_event(self, topic: str, partition: int, event: Event) -> list[Output]:
+    def _apply_account_event(
+        self, topic: str, partition: int, event: Event, now: datetime
+    ) -> list[Output]:
+        """Keep the account's new version; its requests created after this version's event
+        time but judged without it (read before it) are judged again."""
         before_raw = self.accounts.get(event.account_id)
         before = AccountState.from_dict(before_raw) if before_raw else None
         after = apply_account(before, event)
         outcome = "processed" if after is not before else "duplicate"
+        outputs: list[Output] = []
         if after is not before:
             self._put_account(event.account_id, partition, after.to_dict())
             self._contexts.clear()  # a group's change reaches its branches' contexts
+            outputs = self._rejudge(event.account_id, after, now)
         self._count(topic, event.event_type, outcome)
-        return []
+        return outputs
+
+    def _rejudge(self, account_id: str, account: AccountState, now: datetime) -> list[Output]:
+        outputs: list[Output] = []
+        for key in sorted(self.by_account.get(account_id, ())):
+            partition, state = self._load(key)
+            if state is None or partition is None:
+                continue
+            step = self.tracker.rejudge(state, account, now, lookup=self._account)
+            if step is None:
+                continue
+            self._store(partition, state, step.state)
+            outputs.extend(self._outputs(step.records, state=step.state))
+        return outputs
 
     def _apply_request_event(
         self, topic: str, partition: int, offset: int, event: Event, now: datetime
@@ -334,7 +502,7 @@ class TrackerService:
             # A redelivery after a crash: what this message produced may never have left.
             return self._outputs(step.republish, count=False)
         self._store(partition, state, step.state)
-        return self._outputs(step.records)
+        return self._outputs(step.records, state=step.state)
 
     def _apply_request_events(
         self, now: datetime, pending: list[tuple[MessageLike, Event]]
@@ -356,7 +524,9 @@ class TrackerService:
                 )
                 outcomes = folded.outcomes
                 produced = [
-                    self._outputs(o.republish if o.duplicate else o.records, count=False)
+                    self._outputs(
+                        o.republish if o.duplicate else o.records, count=False, state=folded.state
+                    )
                     for o in outcomes
                 ]
             except Exception:
@@ -364,7 +534,7 @@ class TrackerService:
                 # apply and it alone goes to the dead-letter topic.
                 log.debug("apply_many failed; the request's events go one by one", exc_info=True)
             else:
-                published = time.time()
+                published = self.clock().timestamp()
                 for (m, event), outcome in zip(pending, outcomes, strict=True):
                     if outcome.duplicate:
                         self._count(m.topic, event.event_type, "duplicate")
@@ -415,24 +585,42 @@ class TrackerService:
         """`handle_safely` for each message in order, with each request's events folded
         together and its state written once.
 
-        Outputs come in message order. Between two ticks or account events (either may
-        change what every request sees), a request's events are applied in one
-        `Tracker.apply_many` call with one reading of the clock: a worker catching up reads
-        many events of one request in a batch. The states are written before this returns
-        (the caller sends their changelog records with the outputs). The open-SLA gauge and
-        the counters are updated once per request and per series, at the end.
+        Each partition is judged at its clock after the whole batch is read (a batch is
+        judged as a whole: what it publishes is the difference between the projections
+        before and after it). The messages are taken in event-time order across
+        topic-partitions (`in_time_order`), and outputs come in that order. Between two
+        ticks or account events (either may change what every request sees), a request's
+        events are applied in one `Tracker.apply_many` call. The states are written before
+        this returns (the caller sends their changelog records with the outputs). The
+        open-SLA gauge and the counters are updated once per request and per series, at
+        the end.
         """
         self._batch, self._dirty, self._before, self._tally = {}, set(), {}, Tally()
         self._contexts.clear()
         outputs: list[Output] = []
+        ticks = self.topics["ticks"]
+        # Read first: the clocks move with the whole batch.
+        read: list[tuple[MessageLike, Event | DecodeError | None]] = []
+        for m in messages:
+            if m.topic == ticks:
+                read.append((m, None))
+                continue
+            try:
+                event: Event | DecodeError = decode_event(m.value, m.key)
+            except DecodeError as error:
+                event = error
+            self._read(m, event if not isinstance(event, DecodeError) else None)
+            read.append((m, event))
+        read = in_time_order(read)
+        nows = {p: self._judging_now(p) for p in {m.partition for m, _ in read}}
         # Since the last tick or account event: each message's outputs (None until its
         # request's events are applied) and each request's waiting events, by first arrival.
         slots: list[list[Output] | None] = []
         waiting: dict[str, list[tuple[int, MessageLike, Event]]] = {}
 
         def apply_waiting() -> None:
-            now = self.clock()
             for pending in waiting.values():
+                now = nows[pending[0][1].partition]
                 produced = self._apply_request_events(now, [(m, ev) for _, m, ev in pending])
                 for (slot, _, _), out in zip(pending, produced, strict=True):
                     slots[slot] = out
@@ -442,26 +630,24 @@ class TrackerService:
             slots.clear()
             waiting.clear()
 
-        ticks = self.topics["ticks"]
         try:
-            for m in messages:
-                if m.topic == ticks:
+            for m, found in read:
+                if found is None:  # a tick
                     apply_waiting()
-                    outputs.extend(self._safely(m, self.handle, *_fields(m)))
+                    outputs.extend(self._safely(m, self.sweep, m.partition, _where(m)))
                     continue
-                try:
-                    event = decode_event(m.value, m.key)
-                except DecodeError as error:
-                    slots.append(self._rejected(*_fields(m), error))
+                if isinstance(found, DecodeError):
+                    slots.append(self._rejected(*_fields(m), found))
                     continue
-                if event.is_account_event:
+                if found.is_account_event:
                     apply_waiting()
                     work = self._apply_account_event
-                    outputs.extend(self._safely(m, work, m.topic, m.partition, event))
+                    now = nows[m.partition]
+                    outputs.extend(self._safely(m, work, m.topic, m.partition, found, now))
                     continue
-                assert event.request_id is not None
-                request = request_key(event.account_id, event.request_id)
-                waiting.setdefault(request, []).append((len(slots), m, event))
+                assert found.request_id is not None
+                request = request_key(found.account_id, found.request_id)
+                waiting.setdefault(request, []).append((len(slots), m, found))
                 slots.append(None)
             apply_waiting()
         finally:
@@ -477,14 +663,16 @@ class TrackerService:
         return outputs
 
     def sweep(self, partition: int, tick: str | None = None) -> list[Output]:
-        """Let time pass for the requests on `partition` whose wake-up has come.
+        """Let time pass, to the partition's clock, for the requests on `partition` whose
+        wake-up has come.
 
         :param tick: where the tick asking for this sweep was read. The requests it advanced
             are remembered with it (in the table, ahead of their states), so that the same
             tick read again after a crash publishes again what it produced: its state writes
             may have reached the changelog while its outputs never left.
         """
-        now = self.clock()
+        clock = self.now_of(partition)
+        now = clock if clock is not None else NOT_YET
         outputs: list[Output] = []
         memos: dict[str, list[str]] = {}
         if tick is not None:
@@ -494,7 +682,9 @@ class TrackerService:
                 _, state = self._load(key)
                 if state is not None:
                     again = self.tracker.redelivered_tick(state, tick, now)
-                    outputs.extend(self._outputs(again, count=False))
+                    outputs.extend(self._outputs(again, count=False, state=state))
+        if clock is None:
+            return outputs
         steps: list[tuple[int, RequestState, Step]] = []
         for key in self.index.pop_due(partition, now):
             stored_partition, state = self._load(key)
@@ -515,7 +705,7 @@ class TrackerService:
             self._remember_tick(partition, memos, tick, swept)
         for stored_partition, state, step in steps:
             self._store(stored_partition, state, step.state)
-            outputs.extend(self._outputs(step.records))
+            outputs.extend(self._outputs(step.records, state=step.state))
         return outputs
 
     def _tick_memos(self, partition: int) -> dict[str, list[str]]:
@@ -537,13 +727,21 @@ class TrackerService:
         self._put_request(tick_memo_key(partition), partition, {"p": partition, "t": entries})
 
     def due_partitions(self, partitions: set[int]) -> list[int]:
-        """Owned partitions with a wake-up at or before now."""
-        now = self.clock()
-        return [p for p in sorted(partitions) if (d := self.index.next_due(p)) and d <= now]
+        """Owned partitions with a wake-up at or before their clock."""
+        due = []
+        for p in sorted(partitions):
+            wakeup = self.index.next_due(p)
+            if wakeup is not None and (now := self.now_of(p)) is not None and wakeup <= now:
+                due.append(p)
+        return due
 
     def rebuild(self, partitions: set[int]) -> None:
         """Rebuild the due index and the open-SLA gauges from the table after recovery."""
         self.index = DueIndex()
+        self.by_account = {}
+        # A new assignment: what was handled and read before says nothing of it.
+        self.clocks = {}
+        self._handled = {}
         self.metrics.open_slas.reset(partitions)
         # One state decoded at a time: decoding the whole table at once would double the
         # worker's memory at its peak (and RSS rarely shrinks back).
@@ -558,6 +756,11 @@ class TrackerService:
             # next needs it (decoding all of it here was 40 % of the rebuild).
             standing = RequestStanding.from_dict(raw["s"])
             self.index.schedule(partition, key, standing.next_wakeup)
+            account_id = raw["s"]["account_id"]
+            keys = self.by_account.get(account_id)
+            if keys is None:
+                keys = self.by_account[account_id] = set()
+            keys.add(key)
             self.metrics.open_slas.add(partition, standing)
         log.info(
             "recovered %d requests, %d awaiting a deadline", len(self.requests), len(self.index)

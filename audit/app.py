@@ -27,7 +27,7 @@ from prometheus_client.process_collector import ProcessCollector
 
 from greenlane.agents.metrics import ConsumerLagCollector, faust_consumer_lag
 from greenlane.audit.migrate import SchemaNotCurrent, ensure_current
-from greenlane.audit.store import AuditStore
+from greenlane.audit.store import RECORD_TYPES, AuditStore
 from greenlane.config.settings import Settings
 from greenlane.streams.faust_batches import done_batches
 from greenlane.streams.faust_consumer import App
@@ -40,7 +40,7 @@ RETRY_MAX_S = 30.0
 
 
 class AuditWriter:
-    """Writes batches of output records (sla changes, escalations, dead letters)."""
+    """Writes batches of output records (sla changes, escalations, retractions, dead letters)."""
 
     def __init__(self, audit_url: str) -> None:
         self.audit_url = audit_url
@@ -66,7 +66,7 @@ class AuditWriter:
     async def write(self, records: list[dict[str, Any]]) -> None:
         """Write a batch; on a database error, retry until it is written (offsets wait)."""
         store = self.open()
-        changes = [r for r in records if r.get("record_type") in ("sla_change", "escalation")]
+        changes = [r for r in records if r.get("record_type") in RECORD_TYPES]
         dead = [r for r in records if r.get("record_type") == "dead_letter"]
         delay = RETRY_FIRST_S
         while True:

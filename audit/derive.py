@@ -1,12 +1,13 @@
 """Pure derivations: an SLA instance from its log rows, a request from its SLA instances.
 
 These are functions of the *set* of rows (never of their arrival order), which is what makes the
-derived tables converge whatever order or how often batches arrive.
+derived tables converge whatever order or how often batches arrive. Only *effective* rows count:
+a row whose id a retraction names is left out (it stays in the log, not in the figures).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -47,15 +48,35 @@ def outcome_of(kinds_in_order: Sequence[str]) -> str:
     return last if last in ("met", "cancelled") else "open"
 
 
+def record_id(row: Mapping[str, Any]) -> str:
+    """The id of an sla_change or escalation row (or wire record)."""
+    return str(row["change_id"] if "change_id" in row else row["escalation_id"])
+
+
+def effective(
+    rows: Iterable[Mapping[str, Any]], retracted: Collection[str]
+) -> list[Mapping[str, Any]]:
+    """The rows no retraction names (`retracted`: the retracted record ids)."""
+    return [r for r in rows if record_id(r) not in retracted]
+
+
 def sla_instance(
     sla_id: str,
     changes: Iterable[Mapping[str, Any]],
     escalations: Iterable[Mapping[str, Any]],
     now: datetime,
+    retracted: Collection[str] = frozenset(),
 ) -> dict[str, Any] | None:
-    """The `sla_instances` row of one SLA, or None when nothing of it is stored."""
-    ordered = sorted(changes, key=change_order)
-    fired = sorted(escalations, key=lambda e: (e["fire_at"], e["rung"], e["escalation_id"]))
+    """The `sla_instances` row of one SLA from its effective rows, or None when it has none.
+
+    `retracted` holds the ids of retracted records: those rows are left out, as if never
+    stored.
+    """
+    ordered = sorted(effective(changes, retracted), key=change_order)
+    fired = sorted(
+        effective(escalations, retracted),
+        key=lambda e: (e["fire_at"], e["rung"], e["escalation_id"]),
+    )
     if not ordered and not fired:
         return None
     latest: Mapping[str, Any] = ordered[-1] if ordered else {}

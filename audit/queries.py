@@ -1,6 +1,7 @@
 """The audit queries: compliance, breaches, a request's timeline, department scorecard, accounts.
 
-Each query reads the derived tables with SQL filters (periods become UTC instants, so indexes
+Each query but the timeline reads the derived tables (which count effective records only:
+retracted ones are left out) with SQL filters (periods become UTC instants, so indexes
 serve them) and shapes the rows in Python, which keeps day/week/month bucketing in Asia/Shanghai
 identical on SQLite and PostgreSQL. A query returns a `Result`: named columns and rows of plain
 JSON-able values (times as RFC 3339 in the configured zone), ready for a terminal table, JSON
@@ -22,7 +23,13 @@ from sqlalchemy import Engine, select
 
 from greenlane.audit.derive import change_order
 from greenlane.audit.settings import AuditSettings
-from greenlane.audit.store import AccountRow, EscalationRow, SlaChangeRow, SlaInstanceRow
+from greenlane.audit.store import (
+    AccountRow,
+    EscalationRow,
+    RetractionRow,
+    SlaChangeRow,
+    SlaInstanceRow,
+)
 
 PERIODS = ("day", "week", "month", "all")
 DIMENSIONS = ("tier", "service", "target", "department", "region", "account")
@@ -251,15 +258,32 @@ class AuditQueries:
 
     # -- timeline ------------------------------------------------------------------------
     def timeline(self, request_id: str, account_id: str | None = None) -> Result:
-        """Every transition, pause and escalation of one request, in business order."""
-        c, e = SlaChangeRow.__table__, EscalationRow.__table__
+        """Every transition, pause, escalation and retraction of one request, in business order.
+
+        A retracted record stays in the timeline, marked with when (`retracted_at`) and why
+        (`retraction`) it was found no longer true; the retraction has a row of its own, at
+        the time it was found.
+        """
+        c, e, x = SlaChangeRow.__table__, EscalationRow.__table__, RetractionRow.__table__
         changes = select(c).where(c.c.request_id == request_id)
         fired = select(e).where(e.c.request_id == request_id)
+        withdrawn = select(x).where(x.c.request_id == request_id)
         if account_id:
             changes = changes.where(c.c.account_id == account_id)
             fired = fired.where(e.c.account_id == account_id)
+            withdrawn = withdrawn.where(x.c.account_id == account_id)
         entries: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
         with self.engine.connect() as conn:
+            retractions = [dict(r) for r in conn.execute(withdrawn).mappings()]
+            by_id = {r["retracts"]: r for r in retractions}
+
+            def marks(record_id: str) -> dict[str, Any]:
+                found = by_id.get(record_id)
+                return {
+                    "retracted_at": None if found is None else self._iso(found["at"]),
+                    "retraction": None if found is None else found["reason"],
+                }
+
             for r in conn.execute(changes).mappings():
                 at, _cycle, rank, cid = change_order(dict(r))
                 entries.append(
@@ -276,6 +300,7 @@ class AuditQueries:
                             "elapsed_s": r["elapsed_s"],
                             "paused_s": r["paused_s"],
                             "detail": r["reason"] or _attribution_text(r["attribution"]),
+                            **marks(r["change_id"]),
                         },
                     )
                 )
@@ -288,19 +313,46 @@ class AuditQueries:
                             "record": "escalation",
                             "account_id": r["account_id"],
                             "target": r["target"],
-                            "event": f"rung {r['rung']}",
-                            "cycle": None,
+                            "event": _rung_text(dict(r)),
+                            "cycle": r["cycle"],
                             "due_at": self._iso(r["sla_due_at"]),
                             "elapsed_s": None,
                             "paused_s": None,
-                            "detail": ", ".join(r["roles"]),
+                            "detail": _escalation_detail(dict(r)),
+                            **marks(r["escalation_id"]),
+                        },
+                    )
+                )
+            for undo in retractions:
+                what = undo["kind"] or ""
+                if undo["retracted_type"] == "escalation" and what.isdigit():
+                    what = f"rung {what}"
+                entries.append(
+                    (
+                        (undo["at"], 2, 0, undo["target"] or "", undo["retraction_id"]),
+                        {
+                            "at": self._iso(undo["at"]),
+                            "record": "retraction",
+                            "account_id": undo["account_id"],
+                            "target": undo["target"],
+                            "event": f"retracts {what}".strip(),
+                            "cycle": None,
+                            "due_at": None,
+                            "elapsed_s": None,
+                            "paused_s": None,
+                            "detail": f"{undo['reason']} ({undo['retracted_type'] or 'record'} "
+                            f"{undo['retracts']})",
+                            "retracted_at": None,
+                            "retraction": None,
                         },
                     )
                 )
         rows = [row for _key, row in sorted(entries, key=lambda kv: kv[0])]
         columns = ("at", "record", "account_id", "target", "event", "cycle", "due_at")
         return Result(
-            (*columns, "elapsed_s", "paused_s", "detail"), rows, {"request_id": request_id}
+            (*columns, "elapsed_s", "paused_s", "detail", "retracted_at", "retraction"),
+            rows,
+            {"request_id": request_id, "retractions": len(retractions)},
         )
 
     # -- departments ---------------------------------------------------------------------
@@ -397,6 +449,24 @@ _BREACH_COLUMNS = (
     "due_at", "breached_at", "ended_at", "late_s", "rungs", "stage", "department",
     "over_budget_s", "attribution",
 )  # fmt: skip
+
+
+def _rung_text(row: Mapping[str, Any]) -> str:
+    text = f"rung {row['rung']}"
+    if row.get("repeat"):
+        text += f" (repeat {row['repeat']})"
+    if row.get("folded_rungs"):
+        text += f" (+{', '.join(str(r) for r in row['folded_rungs'])})"
+    return text
+
+
+def _escalation_detail(row: Mapping[str, Any]) -> str:
+    notes = [", ".join(row["roles"])]
+    if row.get("quiet"):
+        notes.append("quiet: the SLA had ended, nobody paged")
+    if row.get("published_late_s"):
+        notes.append(f"published {row['published_late_s']}s late")
+    return "; ".join(notes)
 
 
 def _attribution_text(attribution: Iterable[Mapping[str, Any]] | None) -> str | None:

@@ -1,16 +1,22 @@
-"""The SQL audit store: every SLA change, escalation and dead letter, written idempotently.
+"""The SQL audit store: every SLA change, escalation, retraction and dead letter, idempotently.
 
 Records arrive as their wire JSON (`SlaChange.to_dict()` / `Escalation.to_dict()`), because the
 store is fed from the output topics, where a record may be delivered more than once. Each record
 carries a deterministic id, and that id is the primary key: a replayed record is dropped by the
 database (`ON CONFLICT DO NOTHING`), not by the caller.
 
-Beside the append-only logs (`sla_changes`, `escalations`, `dead_letters`) the writer keeps
-derived tables in the same transaction: `sla_instances` (one row per SLA: outcome, due, paused
-time, breach attribution, rungs fired), `requests` (one row per request) and `accounts` (the
-account context escalations carry, as known at the time). A derived row is recomputed from *all*
-stored log rows of its SLA, never patched from the incoming record, so the derived tables are a
-function of the set of log rows: replays and out-of-order batches give the same final tables.
+Beside the append-only logs (`sla_changes`, `escalations`, `retractions`, `dead_letters`) the
+writer keeps derived tables in the same transaction: `sla_instances` (one row per SLA: outcome,
+due, paused time, breach attribution, rungs fired), `requests` (one row per request) and
+`accounts` (the account context escalations carry, as known at the time). A derived row is
+recomputed from *all* stored log rows of its SLA, never patched from the incoming record, so the
+derived tables are a function of the set of log rows: replays and out-of-order batches give the
+same final tables.
+
+A `retraction` names a published record that is no longer true. The retracted row stays in its
+log (an auditor sees what was said, and when it was corrected); the derived tables count only
+the *effective* records, those that no stored retraction names. A retraction may be stored
+before the record it retracts: that record is then never effective.
 
 The schema is owned by the Alembic migrations in `greenlane/audit/migrations`
 (`greenlane db upgrade`); the ORM classes below must match them (a test compares the two).
@@ -18,7 +24,7 @@ The schema is owned by the Alembic migrations in `greenlane/audit/migrations`
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -26,6 +32,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     DateTime,
     Dialect,
     Engine,
@@ -37,7 +44,9 @@ from sqlalchemy import (
     Text,
     create_engine,
     event,
+    false,
     func,
+    inspect,
     select,
     text,
     tuple_,
@@ -130,6 +139,33 @@ class EscalationRow(Base):
     service: Mapped[str] = mapped_column(String(128))
     policy_version: Mapped[str] = mapped_column(String(64))
     recorded_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    # Since revision 0005 (older rows get the defaults).
+    repeat: Mapped[int] = mapped_column(Integer, server_default="0")
+    folded_rungs: Mapped[list[int] | None] = mapped_column(JSON, nullable=True)
+    cycle: Mapped[int] = mapped_column(Integer, server_default="1")
+    quiet: Mapped[bool] = mapped_column(Boolean, server_default=false())
+    """The SLA had already ended by what the worker had read: recorded, nobody paged."""
+    published_late_s: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+
+class RetractionRow(Base):
+    """One `retraction`: the record `retracts` names is no longer true (it stays in its log)."""
+
+    __tablename__ = "retractions"
+
+    retraction_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    retracts: Mapped[str] = mapped_column(String(64), index=True)
+    retracted_type: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    sla_id: Mapped[str] = mapped_column(String(128), index=True)
+    account_id: Mapped[str] = mapped_column(String(128), index=True)
+    request_id: Mapped[str] = mapped_column(String(128), index=True)
+    target: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    reason: Mapped[str] = mapped_column(String(255))
+    at: Mapped[datetime] = mapped_column(UtcDateTime())
+    """When the worker found the record no longer true (its partition clock)."""
+    kind: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    """The retracted record's kind (an sla_change's) or rung as text (an escalation's)."""
+    received_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
 class DeadLetterRow(Base):
@@ -275,6 +311,8 @@ def _sla_change_row(record: Mapping[str, Any], now: datetime) -> dict[str, Any]:
 
 
 def _escalation_row(record: Mapping[str, Any], now: datetime) -> dict[str, Any]:
+    late = record.get("published_late_s")
+    folded = record.get("folded_rungs")
     return {
         "escalation_id": str(record["escalation_id"]),
         "sla_id": str(record["sla_id"]),
@@ -289,6 +327,31 @@ def _escalation_row(record: Mapping[str, Any], now: datetime) -> dict[str, Any]:
         "service": str(record.get("service", "")),
         "policy_version": str(record.get("policy_version", "")),
         "recorded_at": now,
+        "repeat": int(record.get("repeat") or 0),
+        "folded_rungs": [int(r) for r in folded] if folded else None,
+        "cycle": int(record.get("cycle") or 1),
+        "quiet": bool(record.get("quiet", False)),
+        "published_late_s": None if late is None else int(late),
+    }
+
+
+def _retraction_row(record: Mapping[str, Any], now: datetime) -> dict[str, Any]:
+    def text_of(key: str) -> str | None:
+        value = record.get(key)
+        return None if value is None or value == "" else str(value)
+
+    return {
+        "retraction_id": str(record["retraction_id"]),
+        "retracts": str(record["retracts"]),
+        "retracted_type": text_of("retracted_type"),
+        "sla_id": str(record["sla_id"]),
+        "account_id": str(record["account_id"]),
+        "request_id": str(record["request_id"]),
+        "target": text_of("target"),
+        "reason": str(record["reason"]),
+        "at": _when(record, "at"),
+        "kind": text_of("kind"),
+        "received_at": now,
     }
 
 
@@ -296,7 +359,17 @@ def _escalation_row(record: Mapping[str, Any], now: datetime) -> dict[str, Any]:
 _KINDS: dict[str, tuple[Table, str, Callable[[Mapping[str, Any], datetime], dict[str, Any]]]] = {
     "sla_change": (_TABLES["sla_changes"], "change_id", _sla_change_row),
     "escalation": (_TABLES["escalations"], "escalation_id", _escalation_row),
+    "retraction": (_TABLES["retractions"], "retraction_id", _retraction_row),
 }
+RECORD_TYPES = tuple(_KINDS)
+"""The `record_type`s `AuditStore.write` takes."""
+
+# What the derivation reads of an escalation: the columns of revision 0001, so that the
+# backfill of revision 0002 (which derives with this code) runs before 0005's columns exist.
+_DERIVE_ESCALATION_COLUMNS = (
+    "escalation_id", "sla_id", "account_id", "request_id", "target", "rung", "roles",
+    "fire_at", "sla_due_at", "tier", "service", "policy_version",
+)  # fmt: skip
 
 
 def _account_row(
@@ -373,7 +446,9 @@ class AuditStore:
         A record whose id is already stored (or repeated in the batch) is skipped silently,
         so redelivered batches are harmless. An unknown `record_type` raises ValueError and
         nothing of the batch is written. The derived tables of every SLA that got a new row
-        are recomputed in the same transaction.
+        are recomputed in the same transaction; a new retraction touches the SLA it names and
+        that of the record it retracts, whether that record came earlier, in the same batch,
+        or has not come yet.
         """
         now = datetime.now(UTC)
         # Group per table and drop in-batch repeats up front (first one wins).
@@ -411,7 +486,10 @@ class AuditStore:
                 if kind == "escalation":
                     accounts = [contexts[p] for p, _s in new if p in contexts]
                     self._upsert_accounts(conn, accounts, now)
-            self._derive(conn, touched, now)
+                if kind == "retraction":
+                    retracted = sorted({rows[p]["retracts"] for p, _s in new})
+                    touched.update(self._sla_ids_of(conn, retracted))
+            self._derive(conn, touched, now, retractions=True)
         return inserted
 
     def upsert_accounts(self, accounts: Sequence[Mapping[str, Any]]) -> None:
@@ -483,43 +561,101 @@ class AuditStore:
         )
         conn.execute(stmt, rows)
 
-    def _derive(self, conn: Connection, sla_ids: set[str], now: datetime) -> None:
-        """Recompute `sla_instances` and `requests` of these SLAs from the stored log rows."""
+    @staticmethod
+    def _sla_ids_of(conn: Connection, record_ids: Sequence[str]) -> set[str]:
+        """The SLAs of the stored sla_changes and escalations with these ids."""
+        found: set[str] = set()
+        for table, pk in (
+            (_TABLES["sla_changes"], "change_id"),
+            (_TABLES["escalations"], "escalation_id"),
+        ):
+            for chunk in _chunks(record_ids):
+                stmt = select(table.c.sla_id).where(table.c[pk].in_(chunk))
+                found.update(str(s) for s in conn.execute(stmt).scalars())
+        return found
+
+    def _derive(
+        self, conn: Connection, sla_ids: set[str], now: datetime, *, retractions: bool | None = None
+    ) -> None:
+        """Recompute `sla_instances` and `requests` of these SLAs from the effective log rows.
+
+        An SLA left with no effective record loses its derived row (and a request with no SLA
+        left, its own). `retractions=None` looks whether the `retractions` table exists yet:
+        migration 0002's backfill calls this before migration 0005 creates it.
+        """
         if not sla_ids:
             return
+        if retractions is None:
+            retractions = inspect(conn).has_table("retractions")
         changes_t, escalations_t = _TABLES["sla_changes"], _TABLES["escalations"]
         instances_t, requests_t = _TABLES["sla_instances"], _TABLES["requests"]
         changes: dict[str, list[dict[str, Any]]] = {s: [] for s in sla_ids}
         fired: dict[str, list[dict[str, Any]]] = {s: [] for s in sla_ids}
+        escalation_columns = [escalations_t.c[name] for name in _DERIVE_ESCALATION_COLUMNS]
+        # Every request these SLAs belong to, effective records or not.
+        keys: set[tuple[str, str]] = set()
         for chunk in _chunks(sorted(sla_ids)):
             for change in conn.execute(
                 select(changes_t).where(changes_t.c.sla_id.in_(chunk))
             ).mappings():
                 changes[change["sla_id"]].append(dict(change))
+                keys.add((change["account_id"], change["request_id"]))
             for found in conn.execute(
-                select(escalations_t).where(escalations_t.c.sla_id.in_(chunk))
+                select(*escalation_columns).where(escalations_t.c.sla_id.in_(chunk))
             ).mappings():
                 fired[found["sla_id"]].append(dict(found))
-        instances = [
-            instance
-            for s in sorted(sla_ids)
-            if (instance := sla_instance(s, changes[s], fired[s], now)) is not None
-        ]
+                keys.add((found["account_id"], found["request_id"]))
+        retracted = (
+            self._retracted(
+                conn,
+                [r["change_id"] for rows in changes.values() for r in rows]
+                + [e["escalation_id"] for rows in fired.values() for e in rows],
+            )
+            if retractions
+            else set()
+        )
+        instances: list[dict[str, Any]] = []
+        gone: list[str] = []
+        for s in sorted(sla_ids):
+            instance = sla_instance(s, changes[s], fired[s], now, retracted)
+            if instance is None:
+                gone.append(s)
+            else:
+                instances.append(instance)
         self._replace(conn, instances_t, instances)
-        keys = sorted({(i["account_id"], i["request_id"]) for i in instances})
-        by_request: dict[tuple[str, str], list[dict[str, Any]]] = {k: [] for k in keys}
+        for chunk in _chunks(gone):
+            conn.execute(instances_t.delete().where(instances_t.c.sla_id.in_(chunk)))
+        keys.update((i["account_id"], i["request_id"]) for i in instances)
+        by_request: dict[tuple[str, str], list[dict[str, Any]]] = {k: [] for k in sorted(keys)}
         for chunk in _chunks(sorted({r for _a, r in keys})):
             stmt = select(instances_t).where(instances_t.c.request_id.in_(chunk))
             for found in conn.execute(stmt).mappings():
                 key = (found["account_id"], found["request_id"])
                 if key in by_request:
                     by_request[key].append(dict(found))
-        requests = [
-            request
-            for (account_id, request_id), rows in by_request.items()
-            if (request := request_row(account_id, request_id, rows, now)) is not None
-        ]
+        requests: list[dict[str, Any]] = []
+        for (account_id, request_id), rows in by_request.items():
+            request = request_row(account_id, request_id, rows, now)
+            if request is not None:
+                requests.append(request)
+            else:
+                conn.execute(
+                    requests_t.delete().where(
+                        requests_t.c.account_id == account_id,
+                        requests_t.c.request_id == request_id,
+                    )
+                )
         self._replace(conn, requests_t, requests)
+
+    @staticmethod
+    def _retracted(conn: Connection, record_ids: Sequence[str]) -> set[str]:
+        """Which of these record ids a stored retraction names."""
+        table = _TABLES["retractions"]
+        found: set[str] = set()
+        for chunk in _chunks(sorted(set(record_ids))):
+            stmt = select(table.c.retracts).where(table.c.retracts.in_(chunk))
+            found.update(str(r) for r in conn.execute(stmt).scalars())
+        return found
 
     def rebuild_derived(self) -> int:
         """Recompute every derived row from the logs (after a migration or a rules fix)."""
@@ -528,10 +664,14 @@ class AuditStore:
             self._lock(conn)
             ids = {
                 str(s)
-                for t in (_TABLES["sla_changes"], _TABLES["escalations"])
+                for t in (_TABLES["sla_changes"], _TABLES["escalations"], _TABLES["retractions"])
                 for s in conn.execute(select(t.c.sla_id).distinct()).scalars()
             }
-            self._derive(conn, ids, now)
+            # Derived rows of SLAs that no log row names any more go too.
+            ids.update(
+                str(s) for s in conn.execute(select(_TABLES["sla_instances"].c.sla_id)).scalars()
+            )
+            self._derive(conn, ids, now, retractions=True)
         return len(ids)
 
     def write_dead_letter(
@@ -604,6 +744,42 @@ class AuditStore:
     def escalations_for(self, request_id: str) -> list[dict[str, Any]]:
         """The stored escalations of one request, by fire time then rung."""
         return self._rows(_TABLES["escalations"], request_id, "fire_at", "rung", "escalation_id")
+
+    def retractions_for(self, request_id: str) -> list[dict[str, Any]]:
+        """The stored retractions of one request, by the time they were found."""
+        return self._rows(_TABLES["retractions"], request_id, "at", "retraction_id")
+
+    def request_keys(self) -> set[tuple[str, str]]:
+        """Every (account, request) that has a stored sla_change, escalation or retraction."""
+        out: set[tuple[str, str]] = set()
+        with self.engine.connect() as conn:
+            for table, _pk, _build in _KINDS.values():
+                stmt = select(table.c.account_id, table.c.request_id).distinct()
+                out.update((str(a), str(r)) for a, r in conn.execute(stmt).all())
+        return out
+
+    def log_records(
+        self, requests: Iterable[tuple[str, str]] | None = None
+    ) -> list[dict[str, Any]]:
+        """Every stored sla_change, escalation and retraction (of these (account, request)
+        pairs, or all), as rows with their `record_type`: retracted ones included."""
+        wanted = None if requests is None else set(requests)
+        out: list[dict[str, Any]] = []
+        with self.engine.connect() as conn:
+            for kind, (table, _pk, _build) in _KINDS.items():
+                stmts = (
+                    [select(table)]
+                    if wanted is None
+                    else [
+                        select(table).where(table.c.request_id.in_(chunk))
+                        for chunk in _chunks(sorted({r for _a, r in wanted}))
+                    ]
+                )
+                for stmt in stmts:
+                    for row in conn.execute(stmt).mappings():
+                        if wanted is None or (row["account_id"], row["request_id"]) in wanted:
+                            out.append({**row, "record_type": kind})
+        return out
 
     def dead_letters(self) -> list[dict[str, Any]]:
         """All stored dead letters, oldest first."""

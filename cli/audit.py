@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import sys
-from datetime import UTC, datetime
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import orjson
 import typer
+
+if TYPE_CHECKING:  # imported where used: the CLI starts without loading the rules
+    from greenlane.audit.verify import VerifyResult
+    from greenlane.sla.policy import Policy
+    from greenlane.streams.codec import Event
 
 db_cli = typer.Typer(
     help="Manage the audit database schema (Alembic migrations).", no_args_is_help=True
@@ -296,8 +302,8 @@ def load(
     ] = None,
     batch: Annotated[int, typer.Option(help="records per transaction")] = 500,
 ) -> None:
-    """Write sla_change and escalation records into the audit store (idempotent)."""
-    from greenlane.audit.store import AuditStore
+    """Write sla_change, escalation and retraction records into the audit store (idempotent)."""
+    from greenlane.audit.store import RECORD_TYPES, AuditStore
 
     store = AuditStore(_url(url))
     try:
@@ -310,7 +316,7 @@ def load(
             if not line.strip():
                 continue
             record = orjson.loads(line)
-            if record.get("record_type") not in ("sla_change", "escalation"):
+            if record.get("record_type") not in RECORD_TYPES:
                 continue
             pending.append(record)
             seen += 1
@@ -405,3 +411,158 @@ def repair(
         )
     finally:
         store.close()
+
+
+@audit_cli.command()
+def verify(
+    events: Annotated[
+        Path, typer.Option("--events", help="JSON lines of the input events the worker read")
+    ],
+    policy: Annotated[
+        Path | None, typer.Option(help="policy file (default: the example policy)")
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option(help="RFC 3339 instant to replay to (default: now)")
+    ] = None,
+    grace_s: Annotated[
+        float,
+        typer.Option("--grace-s", help="replay-only records this close to until are not yet due"),
+    ] = 30.0,
+    url: Url = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the result as JSON")] = False,
+    lang: Annotated[str, typer.Option(help="zh (default) or en")] = "zh",
+) -> None:
+    """Compare the store's effective records with what replay of EVENTS says; exit 1 if any SLA
+    disagrees."""
+    from zoneinfo import ZoneInfo
+
+    from greenlane.audit.migrate import SchemaNotCurrent
+    from greenlane.audit.settings import AuditSettings
+    from greenlane.config.errors import PolicyError
+    from greenlane.config.loader import load_policy
+    from greenlane.config.settings import EXAMPLE_POLICY
+
+    if lang not in ("zh", "en"):
+        raise typer.BadParameter(f"{lang!r}: use zh or en", param_hint="--lang")
+    try:
+        rules = load_policy(policy or EXAMPLE_POLICY)
+    except PolicyError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+    end = _instant(until, "--until") if until is not None else datetime.now(UTC)
+    decoded = _decode_events(events)
+
+    def report_gap(key: str, gap: Exception) -> None:
+        typer.echo(f"{events}: {key}: calendar_gap: {gap}", err=True)
+
+    try:
+        result = verify_events(
+            decoded, rules, end, timedelta(seconds=grace_s), _url(url), report_gap
+        )
+    except SchemaNotCurrent as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    if as_json:
+        sys.stdout.write(orjson.dumps(result.to_json(), option=orjson.OPT_INDENT_2).decode() + "\n")
+    else:
+        _print_verify(result, lang, ZoneInfo(AuditSettings().timezone))
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+def verify_events(
+    decoded: list[Event],
+    rules: Policy,
+    end: datetime,
+    grace: timedelta,
+    url: str,
+    on_gap: Callable[[str, Exception], None] | None = None,
+) -> VerifyResult:
+    """Replay `decoded` (the events the worker read) with the policy `rules` to `end`, and
+    compare the audit store at `url` with it (`greenlane.audit.verify.verify`).
+
+    A request a calendar cannot judge (a year without an official schedule) is left out of
+    both sides and counted (`calendar_gap_requests`): neither side can say what is true.
+    Raises `SchemaNotCurrent` when the store needs `greenlane db upgrade`."""
+    from greenlane.audit.migrate import ensure_current
+    from greenlane.audit.store import AuditStore
+    from greenlane.audit.verify import verify as compare
+    from greenlane.sla.engine import Tracker
+    from greenlane.sla.replay import replay
+    from greenlane.sla.state import request_key
+
+    gaps: set[str] = set()
+
+    def gap(key: str, error: Exception) -> None:
+        gaps.add(key)
+        if on_gap is not None:
+            on_gap(key, error)
+
+    replayed = list(replay(Tracker(rules), decoded, end, on_gap=gap))
+    pairs = {(e.account_id, e.request_id) for e in decoded if e.request_id is not None}
+    stalled = {p for p in pairs if request_key(*p) in gaps}
+    scope = pairs - stalled
+    replayed = [r for r in replayed if (r.account_id, r.request_id) in scope]
+    store = AuditStore(url)
+    try:
+        ensure_current(store.engine)
+        stored = store.log_records(scope)
+        outside = len(store.request_keys() - pairs)
+    finally:
+        store.close()
+    result = compare(stored, replayed, end, grace)
+    result.extra["store_requests_outside_events"] = outside
+    result.extra["calendar_gap_requests"] = len(gaps)
+    return result
+
+
+def _instant(text: str, option: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        typer.echo(f"{option} {text!r} is not an RFC 3339 instant", err=True)
+        raise typer.Exit(2) from None
+    if moment.tzinfo is None:
+        typer.echo(f"{option} {text!r} has no UTC offset; fix: add one, e.g. +08:00", err=True)
+        raise typer.Exit(2)
+    return moment
+
+
+def _decode_events(path: Path) -> list[Any]:
+    """The events of a JSON-lines file, decoded as `greenlane replay` does (bad lines to
+    stderr with their number; the rest still counts)."""
+    from greenlane.streams.codec import DecodeError, decode_event
+
+    try:
+        lines = path.read_bytes().splitlines()
+    except OSError as exc:
+        typer.echo(f"{path}: {exc.strerror}", err=True)
+        raise typer.Exit(2) from None
+    out = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            out.append(decode_event(line))
+        except DecodeError as exc:
+            typer.echo(f"{path}:{number}: {exc.reason}: {exc.detail}", err=True)
+    return out
+
+
+def _print_verify(result: Any, lang: str, zone: Any) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from greenlane.audit.verify import TEXT, side_by_side, summary_line
+
+    t = TEXT[lang]
+    console = Console(width=max(160, Console().width), soft_wrap=False)
+    console.print(summary_line(result, lang, zone), markup=False)
+    for diff in result.disagreements:
+        table = Table(title=diff.sla_id, title_justify="left")
+        table.add_column(t["store"], overflow="fold")
+        table.add_column(t["replay"], overflow="fold")
+        for mine, theirs, differs in side_by_side(diff, lang, zone):
+            table.add_row(mine, theirs, style="bold red" if differs else None)
+        console.print(table)
+    console.print(t["ok"] if result.ok else t["bad"].format(n=len(result.disagreements)))

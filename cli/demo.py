@@ -18,9 +18,9 @@ import urllib.error
 import urllib.request
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from kafka import KafkaProducer
@@ -35,6 +35,9 @@ from greenlane.sim.traffic import Simulator
 from greenlane.streams.admin import create_topics
 from greenlane.streams.tansu import EmbeddedBroker, free_port
 from greenlane.streams.topics import all_topics
+
+if TYPE_CHECKING:
+    from greenlane.audit.verify import VerifyResult
 
 TEXT = {
     "zh": {
@@ -58,6 +61,9 @@ TEXT = {
         "done": "演示结束",
         "waiting": "等待 worker 就绪……",
         "failed": "worker 异常退出，见日志",
+        "settling": "等待 worker 处理完已发送事件、审计库写完……",
+        "verify": "审计核对（审计库对照事件重放）",
+        "verify_bad": "审计库与重放不一致，详情：{command}",
     },
     "en": {
         "title": "Greenlane green-channel SLA monitor (demo)",
@@ -80,6 +86,9 @@ TEXT = {
         "done": "demo finished",
         "waiting": "waiting for the worker...",
         "failed": "the worker exited unexpectedly, see its log",
+        "settling": "waiting for the worker to read every event sent and the audit to catch up...",
+        "verify": "audit verify (the audit store against replay of the events)",
+        "verify_bad": "the audit store disagrees with replay; details: {command}",
     },
 }
 
@@ -91,6 +100,8 @@ class Progress:
     open_by_status: dict[str, float] = field(default_factory=lambda: defaultdict(float))
     met: float = 0
     escalations: float = 0
+    published: float = 0
+    """sla_change, escalation and retraction records published."""
     events: float = 0
     dead_letters: float = 0
     dead_by_reason: dict[str, float] = field(default_factory=lambda: defaultdict(float))
@@ -104,14 +115,23 @@ class Progress:
         out = cls()
         for family in text_string_to_metric_families(text):
             for sample in family.samples:
-                if sample.name == "greenlane_open_slas":
-                    out.open_by_status[sample.labels["status"]] += sample.value
-                elif (
-                    sample.name == "greenlane_sla_changes_total" and sample.labels["kind"] == "met"
-                ):
-                    out.met += sample.value
-                elif sample.name == "greenlane_escalations_total":
+                name, labels = sample.name, sample.labels
+                if name == "greenlane_open_slas":
+                    out.open_by_status[labels["status"]] += sample.value
+                elif name == "greenlane_sla_changes_total":
+                    out.published += sample.value
+                    if labels["kind"] == "met":
+                        out.met += sample.value
+                elif name == "greenlane_escalations_total":
+                    out.published += sample.value
                     out.escalations += sample.value
+                elif name == "greenlane_retractions_total":
+                    # What the screen shows is effective: a retracted record no longer counts.
+                    out.published += sample.value
+                    if labels["record_type"] == "escalation":
+                        out.escalations -= sample.value
+                    elif labels["kind"] == "met":
+                        out.met -= sample.value
                 elif sample.name == "greenlane_events_total":
                     out.events += sample.value
                     if sample.labels["type"] == "account.upserted":
@@ -145,6 +165,55 @@ def _wait_accounts(url: str, count: int, timeout: float) -> None:
                 return
         time.sleep(0.1)  # polling the worker's metrics, not standing in for a result
     raise RuntimeError(f"the worker did not take in {count} accounts within {timeout:.0f}s")
+
+
+def _settle(metrics_url: str, db_path: Path, events: int, timeout: float) -> Progress:
+    """Wait until the worker has handled `events` input messages and the audit store holds
+    as many records as the worker has published (then the store can be checked)."""
+    deadline = time.monotonic() + timeout
+    progress = Progress()
+    while time.monotonic() < deadline:
+        with contextlib.suppress(urllib.error.URLError, OSError):
+            progress = Progress.scrape(metrics_url)
+            if progress.events >= events and _audit_rows(db_path) >= progress.published:
+                return progress
+        time.sleep(0.2)  # polling the worker's metrics and the store, not standing in for one
+    raise RuntimeError(f"the worker and the audit store did not settle within {timeout:.0f}s")
+
+
+def _verify(
+    sent: list[dict[str, Any]],
+    db_path: Path,
+    workdir: Path,
+    lang: str,
+    console: Console,
+    t: dict[str, str],
+) -> VerifyResult:
+    """`greenlane audit verify` of the demo's audit store against the events it sent (kept in
+    the work directory, so that the check can be run again by hand)."""
+    from zoneinfo import ZoneInfo
+
+    from greenlane.audit.settings import AuditSettings
+    from greenlane.audit.verify import summary_line
+    from greenlane.cli.audit import verify_events
+    from greenlane.config.loader import load_policy
+    from greenlane.config.settings import EXAMPLE_POLICY
+    from greenlane.streams.codec import decode_event
+
+    events_file = workdir / "events.jsonl"
+    events_file.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in sent))
+    decoded = [decode_event(orjson.dumps(e)) for e in sent]
+    url = f"sqlite:///{db_path}"
+    result = verify_events(
+        decoded, load_policy(EXAMPLE_POLICY), datetime.now(UTC), timedelta(seconds=30), url
+    )
+    console.print(
+        f"{t['verify']}: {summary_line(result, lang, ZoneInfo(AuditSettings().timezone))}"
+    )
+    if not result.ok:
+        command = f"greenlane audit verify --events {events_file} --url {url} --lang {lang}"
+        console.print(f"[red]{t['verify_bad'].format(command=command)}[/red]")
+    return result
 
 
 def _render(
@@ -185,7 +254,7 @@ def _audit_rows(db_path: Path) -> int:
         with sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=1) as conn:
             return sum(
                 conn.execute(f"SELECT count(*) FROM {name}").fetchone()[0]  # noqa: S608 - fixed names
-                for name in ("sla_changes", "escalations")
+                for name in ("sla_changes", "escalations", "retractions")
             )
     except sqlite3.Error:
         return 0
@@ -246,11 +315,14 @@ def run_demo(duration: float | None, lang: str, partitions: int, workdir: Path, 
         sim = Simulator(now=datetime.now(UTC), requests_per_minute=rate, lifecycle_scale=0.02)
         producer = KafkaProducer(bootstrap_servers=broker.bootstrap, acks="all", linger_ms=5)
         accounts = sim.accounts()
+        sent: list[dict[str, Any]] = list(accounts)  # every valid event, for `audit verify`
         publish(accounts, broker.bootstrap, topics, producer=producer)
         # Master data precedes requests, as in production: a request takes the tier its
         # account has when it starts, so the accounts are in before the backlog is sent.
         _wait_accounts(f"{base}/metrics", len(accounts), timeout=60)
-        publish(sim.backlog(), broker.bootstrap, topics, producer=producer)
+        backlog = sim.backlog()
+        sent.extend(backlog)
+        publish(backlog, broker.bootstrap, topics, producer=producer)
         bad = sim.malformed(4)
         publish_raw(bad, topics.tickets, key=sim.account_ids()[0], producer=producer)
 
@@ -270,7 +342,9 @@ def run_demo(duration: float | None, lang: str, partitions: int, workdir: Path, 
                     console.print(f"[red]{t['failed']}[/red]: {workdir / 'worker.log'}")
                     status = 1
                     break
-                publish(sim.advance(datetime.now(UTC)), broker.bootstrap, topics, producer=producer)
+                fresh = sim.advance(datetime.now(UTC))
+                sent.extend(fresh)
+                publish(fresh, broker.bootstrap, topics, producer=producer)
                 with contextlib.suppress(urllib.error.URLError, OSError):
                     progress = Progress.scrape(f"{base}/metrics")
                 if first_escalation is None and progress.escalations > 0:
@@ -291,14 +365,21 @@ def run_demo(duration: float | None, lang: str, partitions: int, workdir: Path, 
                     last_draw = now_m
                 time.sleep(0.5)  # the demo's refresh pace, not a synchronisation
         except KeyboardInterrupt:
-            pass
+            stop_requested = True  # Ctrl-C: stop at once, without the final check
         finally:
             if live:
                 live.stop()
             producer.close()
         elapsed_ready = time.monotonic() - ready_at
+        checked = None
+        if status == 0 and not stop_requested:
+            console.print(t["settling"])
+            progress = _settle(f"{base}/metrics", db_path, len(sent) + len(bad), timeout=120)
+            checked = _verify(sent, db_path, workdir, lang, console, t)
+            if not checked.ok:
+                status = 1
         console.print(t["stopping"])
-        summary = {
+        summary: dict[str, Any] = {
             "seconds_to_first_escalation": first_escalation,
             "events_processed": progress.events,
             "events_per_second": round(progress.events / max(elapsed_ready, 1e-9), 1),
@@ -308,6 +389,15 @@ def run_demo(duration: float | None, lang: str, partitions: int, workdir: Path, 
             "open_slas": dict(progress.open_by_status),
             "audit_rows": _audit_rows(db_path),
         }
+        if checked is not None:
+            summary["verify"] = {
+                "disagreements": len(checked.disagreements),
+                "slas": checked.slas,
+                "store_outcomes": checked.store_outcomes,
+                "replay_outcomes": checked.replay_outcomes,
+                "retractions": checked.store_retractions,
+                "calendar_gap_requests": checked.extra.get("calendar_gap_requests", 0),
+            }
         console.print(orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode())
     except KeyboardInterrupt:
         pass

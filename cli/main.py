@@ -206,6 +206,25 @@ def replay(
 
 
 @cli.command()
+def live(
+    events: Annotated[Path, typer.Argument(help="JSON lines of input events, in arrival order")],
+    policy: Annotated[Path | None, typer.Option(help="policy file (default: the example)")] = None,
+    until: Annotated[str | None, typer.Option(help="RFC 3339 instant to run the clock to")] = None,
+    lag: Annotated[float, typer.Option(help="seconds between reaching Kafka and being read")] = 0,
+    down_until: Annotated[
+        str | None, typer.Option(help="RFC 3339 instant the worker is down until")
+    ] = None,
+    partitions: Annotated[int, typer.Option(min=1, help="input partitions")] = 1,
+) -> None:
+    """Run the worker's arrival-order logic without a broker; print what it would publish
+    (retractions included). Replay is the reference."""
+    from greenlane.cli.live import run_live
+
+    status = run_live(events, policy, until, lag, down_until, partitions, sys.stdout, sys.stderr)
+    raise typer.Exit(status)
+
+
+@cli.command()
 def demo(
     duration: Annotated[
         float | None, typer.Option(help="stop after this many seconds (default: Ctrl-C)")

@@ -12,7 +12,7 @@ from greenlane.config.errors import PolicyError
 from greenlane.config.loader import load_policy
 from greenlane.config.settings import EXAMPLE_POLICY
 from greenlane.sla.engine import Tracker
-from greenlane.sla.records import Record, SlaChange
+from greenlane.sla.records import Escalation, Published, SlaChange
 from greenlane.sla.replay import replay
 from greenlane.streams.codec import DecodeError, decode_event, encode_record
 from greenlane.streams.events import Envelope
@@ -86,7 +86,7 @@ def run_replay(
     return 0
 
 
-def outcomes(records: Iterable[Record]) -> dict[str, dict[str, Any]]:
+def outcomes(records: Iterable[Published]) -> dict[str, dict[str, Any]]:
     """Per SLA: outcome (met, breached, cancelled, open), last due time and rungs fired."""
     kinds: dict[str, list[str]] = {}
     due: dict[str, str | None] = {}
@@ -96,7 +96,7 @@ def outcomes(records: Iterable[Record]) -> dict[str, dict[str, Any]]:
             kinds.setdefault(record.sla_id, []).append(record.kind)
             if record.due_at is not None:
                 due[record.sla_id] = record.due_at.isoformat()
-        else:
+        elif isinstance(record, Escalation):
             rungs.setdefault(record.sla_id, set()).update((record.rung, *record.folded_rungs))
     return {
         sla_id: {

@@ -69,6 +69,12 @@ class Settings(BaseSettings):
         description="how long the broker may hold a consumer fetch that finds nothing new; "
         "a worker under load can wait this long for its next records (streams/faust_consumer.py)",
     )
+    clock_idle_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="a lagging input topic-partition that delivers nothing this long no "
+        "longer holds its partition's clock back (sla/clock.py)",
+    )
     at_risk_fraction: float = Field(default=0.75, gt=0, lt=1)
     log_level: str = "info"
     calendar_gap_at_start: Literal["refuse", "warn"] = Field(

@@ -14,6 +14,11 @@ Formats and limits follow each platform's documentation:
   re-sends).
 - Alertmanager: `POST /api/v2/alerts`, a JSON array of `{labels, annotations, startsAt,
   generatorURL}`; identical labels are one alert, so a re-send is deduplicated by Alertmanager.
+
+A correction of a retracted escalation goes out in the same formats (robots and e-mail: its
+text; the Feishu card's header blue instead of red), except for the generic webhook, which gets
+`{"type": "correction", ...the retraction's fields}`, and Alertmanager, where it ends the alert:
+the same labels posted again with `endsAt` now.
 """
 
 from __future__ import annotations
@@ -102,10 +107,12 @@ def feishu_sign(secret: str, timestamp_s: int) -> str:
     return base64.b64encode(hmac.new(key, b"", hashlib.sha256).digest()).decode("ascii")
 
 
-def feishu_request(cfg: ChannelConfig, msg: Rendered, lang: str, now: datetime) -> HttpRequest:
+def feishu_request(
+    cfg: ChannelConfig, msg: Rendered, lang: str, now: datetime, *, colour: str = "red"
+) -> HttpRequest:
     card = {
         "config": {"wide_screen_mode": True},
-        "header": {"title": {"tag": "plain_text", "content": msg.title}, "template": "red"},
+        "header": {"title": {"tag": "plain_text", "content": msg.title}, "template": colour},
         "elements": [
             {
                 "tag": "markdown",
@@ -153,6 +160,35 @@ def webhook_request(
             "escalations": [public_record(r) for r in records],
         }
     )
+    return _signed_webhook(cfg, body, message_id, now)
+
+
+def correction_webhook_request(
+    cfg: ChannelConfig,
+    msg: Rendered,
+    *,
+    lang: str,
+    message_id: str,
+    retraction: Mapping[str, Any],
+    now: datetime,
+) -> HttpRequest:
+    """A correction for a system: `type` `correction`, the retraction's fields as published
+    (`retraction_id`, `retracts`, `sla_id`, `reason`, `at`, ...), and its text."""
+    fields = {k: v for k, v in retraction.items() if k not in ("record_type", "type")}
+    body = _json(
+        {
+            "type": "correction",
+            **fields,
+            "message_id": message_id,
+            "lang": lang,
+            "title": msg.title,
+            "text": truncate_utf8(msg.text, WEBHOOK_TEXT_MAX_BYTES, lang),
+        }
+    )
+    return _signed_webhook(cfg, body, message_id, now)
+
+
+def _signed_webhook(cfg: ChannelConfig, body: bytes, message_id: str, now: datetime) -> HttpRequest:
     ts = int(now.timestamp())
     headers = {
         "Content-Type": "application/json",
@@ -200,6 +236,31 @@ def alertmanager_request(
     ]
     url = str(cfg.url).rstrip("/") + "/api/v2/alerts"
     return HttpRequest("POST", url, {"Content-Type": "application/json"}, _json(alerts))
+
+
+def alertmanager_resolve_request(
+    cfg: ChannelConfig,
+    msg: Rendered,
+    *,
+    lang: str,
+    record: Mapping[str, Any],
+    timeline_url: str,
+    now: datetime,
+) -> HttpRequest:
+    """End the alert of a retracted escalation: its labels again, `endsAt` now."""
+    alert = {
+        "labels": alert_labels(record),
+        "annotations": {
+            "summary": msg.title,
+            "description": truncate_utf8(msg.text, ALERT_DESCRIPTION_MAX_BYTES, lang),
+            "timeline": timeline_url,
+        },
+        "startsAt": str(record["fire_at"]),
+        "endsAt": now.astimezone(UTC).isoformat(),
+        "generatorURL": timeline_url,
+    }
+    url = str(cfg.url).rstrip("/") + "/api/v2/alerts"
+    return HttpRequest("POST", url, {"Content-Type": "application/json"}, _json([alert]))
 
 
 def email_message(

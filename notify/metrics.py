@@ -16,7 +16,8 @@ class NotifyMetrics:
         )
         self.notifications = Counter(
             "greenlane_notifications_total",
-            "Notifications by channel and outcome (sent, failed, skipped, uncertain_skipped)",
+            "Notifications by channel and outcome (sent, failed, skipped, uncertain_skipped,"
+            " quiet: recorded, not sent, since the SLA had already ended)",
             ["channel", "type", "outcome"],
             registry=self.registry,
         )
@@ -37,5 +38,25 @@ class NotifyMetrics:
             "greenlane_notify_dead_letters_total",
             "Records sent to the notifier's dead-letter topic, by reason",
             ["reason"],
+            registry=self.registry,
+        )
+        self.retractions = Counter(
+            "greenlane_notify_retractions_total",
+            "Retraction records consumed, by outcome (new, duplicate, unknown: of an escalation"
+            " not received (yet), ignored: not of an escalation)",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.corrections = Counter(
+            "greenlane_notify_corrections_total",
+            "Corrections of retracted escalations by channel and outcome (sent, failed,"
+            " uncertain_skipped)",
+            ["channel", "type", "outcome"],
+            registry=self.registry,
+        )
+        self.cancelled = Counter(
+            "greenlane_notify_retracted_deliveries_total",
+            "Deliveries not sent because their escalation was retracted first",
+            ["channel", "type"],
             registry=self.registry,
         )

@@ -3,6 +3,10 @@
 Each message covers one or more escalations of one account; every item carries the account,
 tier, request, service, target, due time in Asia/Shanghai, how far over (or how long left),
 the rung and roles, the audit timeline link and signed acknowledgement links.
+
+A correction (`correction_context`, `render_correction`; templates `correction_*.j2`) withdraws
+one escalation that a `retraction` record says is no longer true: which one (account, request,
+target, rung), why, and when it was found.
 """
 
 from __future__ import annotations
@@ -54,6 +58,29 @@ SERVICES = {
         "mobile.group_add": "集团成员新增",
     },
     "en": {},
+}
+
+
+# Why an escalation was retracted (the retraction's `reason`), in words.
+REASONS = {
+    "zh": {
+        "late_event": "补报的事件表明该项承诺的情况已变化，此前的升级通知作废",
+        "late_account": "客户等级补录后重新判定，此前的升级通知作废",
+    },
+    "en": {
+        "late_event": (
+            "an event reported late shows that this commitment's situation has changed;"
+            " the earlier escalation notice is void"
+        ),
+        "late_account": (
+            "the account's tier was recorded late and the case re-assessed;"
+            " the earlier escalation notice is void"
+        ),
+    },
+}
+OTHER_REASON = {
+    "zh": "情况已重新判定（{reason}），此前的升级通知作废",
+    "en": "the case was re-assessed ({reason}); the earlier escalation notice is void",
 }
 
 
@@ -167,6 +194,72 @@ def render(
     ctx: dict[str, Any] = {"items": list(items), "names": list(names), "resent": resent}
     title = env.get_template(f"title.{lang}.j2").render(ctx).strip()
     body = env.get_template(f"body.{lang}.j2")
+    return Rendered(
+        title=title,
+        markdown=body.render(ctx, fmt="markdown").strip() + "\n",
+        text=body.render(ctx, fmt="text").strip() + "\n",
+    )
+
+
+def reason_text(reason: str, lang: str) -> str:
+    """A retraction's reason in words (an unknown code is named in a generic sentence)."""
+    lang = lang if lang in ("zh", "en") else "zh"
+    known = REASONS[lang].get(reason)
+    return known if known is not None else OTHER_REASON[lang].format(reason=reason or "?")
+
+
+def correction_context(
+    retraction: Mapping[str, Any],
+    escalation: Mapping[str, Any] | None,
+    *,
+    lang: str,
+    timeline_base: str,
+) -> dict[str, Any]:
+    """What the correction templates show: the withdrawn escalation (from the escalation
+    record as received, else from the retraction's own fields), the reason and when it was
+    found, in Asia/Shanghai."""
+    record: Mapping[str, Any] = escalation or {}
+    account = record.get("account") if isinstance(record.get("account"), dict) else None
+    tier = str((account or {}).get("tier") or record.get("tier") or "")
+    service = str(record.get("service") or "")
+    target = str(record.get("target") or retraction.get("target") or "")
+    request_id = str(record.get("request_id") or retraction.get("request_id") or "")
+    account_id = str(record.get("account_id") or retraction.get("account_id") or "")
+    rung_raw = record.get("rung") or retraction.get("kind") or 0
+    try:
+        rung = int(rung_raw)
+    except (TypeError, ValueError):
+        rung = 0
+    fire_at = record.get("fire_at")
+    found = datetime.fromisoformat(str(retraction["at"]))
+    return {
+        "account": str((account or {}).get("name") or account_id),
+        "account_id": account_id,
+        "tier": TIERS.get(lang, {}).get(tier, tier),
+        "request_id": request_id,
+        "service": SERVICES.get(lang, {}).get(service, service),
+        "target": TARGETS.get(lang, {}).get(target, target),
+        "rung": rung,
+        "fired": (
+            datetime.fromisoformat(str(fire_at)).astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M")
+            if fire_at
+            else ""
+        ),
+        "reason": reason_text(str(retraction.get("reason") or ""), lang),
+        "found": found.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M"),
+        "timeline_url": f"{timeline_base.rstrip('/')}/{quote(request_id, safe='')}",
+    }
+
+
+def render_correction(
+    item: Mapping[str, Any], names: Sequence[str], lang: str, *, resent: bool = False
+) -> Rendered:
+    """Title and bodies of a correction (`item`: a `correction_context`)."""
+    env = _env()
+    lang = lang if lang in ("zh", "en") else "zh"
+    ctx: dict[str, Any] = {"c": dict(item), "names": list(names), "resent": resent}
+    title = env.get_template(f"correction_title.{lang}.j2").render(ctx).strip()
+    body = env.get_template(f"correction_body.{lang}.j2")
     return Rendered(
         title=title,
         markdown=body.render(ctx, fmt="markdown").strip() + "\n",

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Final
 
@@ -26,11 +26,14 @@ from greenlane.sla.policy import Budgets, Policy, Rung, SlaDefinition, Span, Tar
 from greenlane.sla.records import (
     Attribution,
     Escalation,
+    Published,
     Record,
+    Retraction,
     SlaChange,
     change_record_id,
     stable_id,
 )
+from greenlane.sla.revision import revise, with_published_ids
 from greenlane.sla.state import (
     AccountState,
     HistoryEvent,
@@ -53,6 +56,7 @@ from greenlane.streams.events import (
 )
 
 _CLOSED_TICKET_STATES: Final = ("resolved", "closed")
+ACCOUNT_VERSIONS: Final = 8  # versions of an account kept for requests created before the last
 RECENT_DELIVERIES: Final = 8  # events per request whose outputs can be re-published on redelivery
 TICK: Final = "tick"  # the event id under which a tick's delivery is remembered (`Tracker.advance`)
 # Requests whose folds a Tracker keeps between events: a few MB per thousand; enough for the
@@ -66,18 +70,18 @@ class Step:
     """The outcome of applying one event or one tick: new state and records to publish."""
 
     state: RequestState
-    records: tuple[Record, ...] = ()
+    records: tuple[Published, ...] = ()
     duplicate: bool = False
-    republish: tuple[Record, ...] = ()
+    republish: tuple[Published, ...] = ()
     """On a redelivery (the same message read again after a crash): what that message first
     produced, to publish again, since a crash may have lost it after the state was saved."""
 
     def __init__(
         self,
         state: RequestState,
-        records: tuple[Record, ...] = (),
+        records: tuple[Published, ...] = (),
         duplicate: bool = False,
-        republish: tuple[Record, ...] = (),
+        republish: tuple[Published, ...] = (),
     ) -> None:
         # Written out (not generated) so that mypyc compiles it; pure Python runs
         # `fast_init`'s instead. Same signature as the dataclass's own.
@@ -95,15 +99,15 @@ fast_init(Step)  # not a decorator: a decorated class is not compiled
 class Outcome:
     """What `Tracker.apply` returns for one event, but its state (see `Batch`)."""
 
-    records: tuple[Record, ...] = ()
+    records: tuple[Published, ...] = ()
     duplicate: bool = False
-    republish: tuple[Record, ...] = ()
+    republish: tuple[Published, ...] = ()
 
     def __init__(
         self,
-        records: tuple[Record, ...] = (),
+        records: tuple[Published, ...] = (),
         duplicate: bool = False,
-        republish: tuple[Record, ...] = (),
+        republish: tuple[Published, ...] = (),
     ) -> None:
         # Written out (not generated) so that mypyc compiles it; pure Python runs
         # `fast_init`'s instead. Same signature as the dataclass's own.
@@ -123,8 +127,8 @@ class Batch:
     state: RequestState
     """The state after the last event."""
     outcomes: tuple[Outcome, ...]
-    """Per event, in order: the records, duplicate flag and records to publish again that
-    `Tracker.apply` gives when the events are applied one by one with the same clock."""
+    """Per event, in the order given: its records, duplicate flag and records to publish
+    again (a batch judged as a whole: a later event's records may stand in for an earlier's)."""
 
     def __init__(
         self,
@@ -185,8 +189,9 @@ def to_history_event(event: Event) -> HistoryEvent:
 def request_info(
     event: Event, account: AccountState | None, policy: Policy, lookup: AccountLookup | None = None
 ) -> RequestInfo:
-    """The facts fixed at creation; the tier is the account's tier at that moment, or the
-    tier it inherits (see `greenlane.sla.accounts`)."""
+    """The facts fixed at creation; the tier is the account's tier at that moment (by event
+    time), or the tier it inherits (see `greenlane.sla.accounts`)."""
+    account, lookup = account_as_of(account, lookup, event.event_time)
     tier, source = resolve_tier(account, lookup, policy.default_tier)
     data = event.data
     # The exact type first: a pydantic model's isinstance check is slow.
@@ -199,6 +204,7 @@ def request_info(
             priority=data.priority,
             region=data.region or (account.region if account else None),
             promised_at=data.promised_at,
+            account_at=account.event_time if account else None,
         )
     assert type(data) is TicketCreated or isinstance(data, TicketCreated)
     return RequestInfo(
@@ -209,19 +215,16 @@ def request_info(
         category=data.category,
         severity=data.severity,
         region=data.region or (account.region if account else None),
+        account_at=account.event_time if account else None,
     )
 
 
 def apply_account(state: AccountState | None, event: Event) -> AccountState:
-    """The account's master data after an `account.upserted`; the latest event time wins."""
+    """The account's master data after an `account.upserted`: the latest event time is in
+    force, and earlier versions are kept (bounded) for requests created before it."""
     data = event.data
     assert isinstance(data, AccountUpserted)
-    if state is not None and (state.event_time, state.event_id) >= (
-        event.event_time,
-        event.event_id,
-    ):
-        return state
-    return AccountState(
+    version = AccountState(
         account_id=event.account_id,
         name=data.name,
         tier=data.tier,
@@ -234,6 +237,29 @@ def apply_account(state: AccountState | None, event: Event) -> AccountState:
             mode="json", exclude={"name", "tier", "parent_id", "billing_parent_id", "region"}
         ),
     )
+    if state is None:
+        return version
+    versions = [*state.earlier, replace(state, earlier=())]
+    if any(v.event_id == version.event_id for v in versions):
+        return state  # a duplicate
+    versions.append(version)
+    versions.sort(key=lambda v: (v.event_time, v.event_id))
+    latest = versions[-1]
+    return replace(latest, earlier=tuple(versions[-ACCOUNT_VERSIONS:-1]))
+
+
+def account_as_of(
+    account: AccountState | None, lookup: AccountLookup | None, moment: datetime
+) -> tuple[AccountState | None, AccountLookup | None]:
+    """An account and a lookup of others, each as it was at `moment`."""
+    if lookup is None:
+        return (account.as_of(moment) if account else None), None
+
+    def then(account_id: str) -> AccountState | None:
+        found = lookup(account_id)
+        return found.as_of(moment) if found is not None else None
+
+    return (account.as_of(moment) if account else None), then
 
 
 def matching_sla(policy: Policy, info: RequestInfo) -> SlaDefinition | None:
@@ -809,6 +835,7 @@ class _TargetFold:
                         service=self.info.service,
                         policy_version=self.rules.version,
                         repeat=repeat,
+                        cycle=self.c.cycle,
                     ),
                 )
 
@@ -1400,7 +1427,12 @@ def project(
 
 
 class Tracker:
-    """Applies events and the passage of time to request state; emits each record once."""
+    """Applies events and the passage of time to request state; publishes the projection.
+
+    What is published for a request is always the projection of its events read so far up
+    to the clock it was last judged at (`RequestState.judged_at`): in order, as new records;
+    after a truly late fact, as the difference (retractions, then records now true).
+    """
 
     def __init__(
         self,
@@ -1427,7 +1459,8 @@ class Tracker:
         lookup: AccountLookup | None = None,
         delivery: str | None = None,
     ) -> Step:
-        """Fold one request event (order, ticket or provisioning) into its request's state.
+        """Fold one request event (order, ticket or provisioning) into its request's state,
+        and judge the request at `now` (never before the clock it was last judged at).
 
         :param lookup: other accounts by id, for a tier inherited from a group or a payer.
         :param delivery: where the message was read (e.g. topic:partition:offset). The same
@@ -1443,6 +1476,7 @@ class Tracker:
         # The usual case (an event in order for a request whose folds are kept, or one that
         # creates a request) goes the way `apply_many` goes; the rest below.
         if state is not None:
+            now = _not_before(now, state.judged_at)
             run = self._start_run(state, ev, now)
         else:
             run = self._start_new_run(event, ev, request_id, account, now, lookup)
@@ -1463,6 +1497,8 @@ class Tracker:
             version = self.version
         history = state.history_with(ev)
         delivered = None if delivery is None else (ev.event_id, delivery)
+        if is_late(state, ev) and version == self.version:
+            return self._revise(state, info, history, now, "late_event", delivered)
         return self._advance(state, now, delivered, (info, version, history))
 
     def apply_many(
@@ -1474,46 +1510,211 @@ class Tracker:
         lookup: AccountLookup | None = None,
         deliveries: Sequence[str | None] | None = None,
     ) -> Batch:
-        """Fold several events of one request, in this order, as `apply` does one by one
-        with the same `now` (and `account`, `lookup`), and the same `deliveries[i]` for
-        `events[i]`: the same records, duplicates and republished records per event, and the
-        same final state.
+        """Fold several events of one request read together, and judge it at `now`.
 
-        Quicker when the events come in order and the request's folds are kept: the states
-        between the events are not built (nor the snapshots and wake-ups they hold). Other
-        events (a duplicate, one sorting earlier, one after `now`, a replan, a request
-        without folds yet) go through `apply` itself. An error leaves the request's kept
-        folds out (as `apply` does); the caller's state is untouched.
+        The events are taken in event-time order, whatever order they were read in (a
+        batch is judged as a whole): each applies at its own time, and time passes to `now`
+        after the last, as replay has it; no record of the batch is one that a later
+        event of the same batch makes untrue. When one of them is a truly late fact for
+        what was published, the batch publishes one difference (`_revise`).
+
+        Outcomes are per event, in the order given: its records, duplicate flag and records
+        to publish again (`deliveries[i]` is where `events[i]` was read). An error leaves
+        the request's kept folds out; the caller's state is untouched.
         """
         if deliveries is not None and len(deliveries) != len(events):
             raise ValueError("one delivery (or None) per event")
-        outcomes: list[Outcome] = []
+        if state is not None:
+            now = _not_before(now, state.judged_at)
+        compact = [to_history_event(event) for event in events]
+        # The first copy read of an event id is the event, as one by one (a producer's
+        # later copy may carry another time: sorting must not make it the one that counts).
+        firsts: dict[str, int] = {}
+        for i, ev in enumerate(compact):
+            firsts.setdefault(ev.event_id, i)
+        order = sorted(firsts.values(), key=lambda i: compact[i].sort_key)
+        copies = [i for i in range(len(events)) if firsts[compact[i].event_id] != i]
+        if state is not None and state.info is not None and state.policy_version == self.version:
+            seen = {e.event_id for e in state.history}
+            if any(compact[i].event_id not in seen and is_late(state, compact[i]) for i in order):
+                batch = self._revise_many(state, events, compact, order, now, deliveries)
+                return self._with_copies(batch, compact, copies, now, deliveries)
+        outcomes: list[Outcome | None] = [None] * len(events)
         run: _Run | None = None  # events folded on the quick path since the last state
-        for n, event in enumerate(events):
+        for position, n in enumerate(order):
+            event, ev = events[n], compact[n]
             delivery = None if deliveries is None else deliveries[n]
             request_id = event.request_id
             assert request_id is not None
-            ev = to_history_event(event)
-            if run is not None and not run.takes(ev, now):
-                state = self._finish_run(run, now)
+            last = position == len(order) - 1
+            # Time passes to the next event only: it applies at its own time.
+            until = now if last else min(now, max(compact[order[position + 1]].at, ev.at))
+            if run is not None and not run.takes(ev, until):
+                state = self._finish_run(run, run.until)
                 run = None
             if run is None:
                 if state is not None:
-                    run = self._start_run(state, ev, now)
+                    run = self._start_run(state, ev, until)
                 else:
-                    run = self._start_new_run(event, ev, request_id, account, now, lookup)
+                    run = self._start_new_run(event, ev, request_id, account, until, lookup)
             if run is None:
-                step = self.apply(state, event, account, now, lookup, delivery)
+                step = self.apply(state, event, account, until, lookup, delivery)
                 state = step.state
-                outcomes.append(Outcome(step.records, step.duplicate, step.republish))
+                outcomes[n] = Outcome(step.records, step.duplicate, step.republish)
                 continue
-            last = n == len(events) - 1
-            outcomes.append(Outcome(self._run_event(run, ev, delivery, now, last)))
+            outcomes[n] = Outcome(self._run_event(run, ev, delivery, until, last))
         if run is not None:
             state = self._finish_run(run, now)
         if state is None:
             raise ValueError("apply_many needs a state or at least one event")
-        return Batch(state, tuple(outcomes))
+        done = tuple(o if o is not None else Outcome() for o in outcomes)
+        return self._with_copies(Batch(state, done), compact, copies, now, deliveries)
+
+    def _with_copies(
+        self,
+        batch: Batch,
+        compact: list[HistoryEvent],
+        copies: list[int],
+        now: datetime,
+        deliveries: Sequence[str | None] | None,
+    ) -> Batch:
+        """`batch` with the later copies of an event id read in it marked duplicates, and
+        handed back what their delivery produced (a redelivery within one batch)."""
+        if not copies:
+            return batch
+        outcomes = list(batch.outcomes)
+        for n in copies:
+            delivery = None if deliveries is None else deliveries[n]
+            again = self._redelivered(batch.state, compact[n].event_id, delivery, now)
+            outcomes[n] = Outcome(duplicate=True, republish=again)
+        return Batch(batch.state, tuple(outcomes))
+
+    def _revise_many(
+        self,
+        state: RequestState,
+        events: Sequence[Event],
+        compact: list[HistoryEvent],
+        order: list[int],
+        now: datetime,
+        deliveries: Sequence[str | None] | None,
+    ) -> Batch:
+        """`apply_many` when the events bring a truly late fact: duplicates are handed back
+        what they produced, the rest go into the history at once, and the request is revised
+        once; what that publishes goes with the last new event."""
+        outcomes: list[Outcome] = [Outcome()] * len(events)
+        history = state.history
+        fresh: list[int] = []
+        for n in order:
+            ev = compact[n]
+            delivery = None if deliveries is None else deliveries[n]
+            if any(e.event_id == ev.event_id for e in history):
+                again = self._redelivered(state, ev.event_id, delivery, now)
+                outcomes[n] = Outcome(duplicate=True, republish=again)
+                continue
+            history = _inserted(history, ev)
+            fresh.append(n)
+        last = fresh[-1]
+        where = None if deliveries is None else deliveries[last]
+        delivered = None if where is None else (compact[last].event_id, where)
+        step = self._revise(state, state.info, history, now, "late_event", delivered)
+        outcomes[last] = Outcome(step.records)
+        return Batch(step.state, tuple(outcomes))
+
+    def rejudge(
+        self,
+        state: RequestState,
+        account: AccountState,
+        now: datetime,
+        lookup: AccountLookup | None = None,
+    ) -> Step | None:
+        """Judge a request again with its account's master data as of its creation, when
+        that version (`account` holds its versions) is not the one its tier was resolved
+        from: an account read after its request, from before it. None when nothing changes.
+
+        The tier (and the region it may give) is resolved again; what was published under
+        the old one is revised (reason `late_account`).
+        """
+        info = state.info
+        created = next((e.at for e in state.history if e.event_type.endswith(".created")), None)
+        if info is None or created is None:
+            return None
+        then, lookup = account_as_of(account, lookup, created)
+        if then is None:
+            return None
+        # Resolved again even from a version of the same event time: versions of one instant
+        # are ordered by event id, whatever order they were read in.
+        account = then
+        tier, source = resolve_tier(account, lookup, self.policy.default_tier)
+        new_info = replace(
+            info,
+            tier=tier,
+            tier_source=source,
+            region=info.region or account.region,
+            account_at=account.event_time,
+        )
+        if new_info == info:
+            return None
+        now = _not_before(now, state.judged_at)
+        if new_info.tier == info.tier and new_info.region == info.region:
+            # Nothing the rules read has changed: remember what it was resolved from.
+            return Step(replace(state, info=new_info))
+        if state.policy_version != self.version:
+            return None  # judged again when its replan comes (the next event or tick)
+        return self._revise(state, new_info, state.history, now, "late_account", None)
+
+    def _revise(
+        self,
+        state: RequestState,
+        info: RequestInfo | None,
+        history: tuple[HistoryEvent, ...],
+        now: datetime,
+        reason: str,
+        delivered: tuple[str, str] | None,
+    ) -> Step:
+        """Publish the difference between what was published for `state` and the projection
+        of `history` (with `info`) at `now`: retractions, then records now true."""
+        before: tuple[Record, ...] = ()
+        if state.info is not None:
+            old = (state.account_id, state.request_id, state.info, state.history)
+            judged = state.judged_at or now
+            projected = _project(old, self.policy, judged, self.calendars, frozenset(), None)[0]
+            before = fold_rungs(projected.records)
+        self._checkpoints.pop(state.key, None)
+        request = (state.account_id, state.request_id, info, history)
+        projection = self._project(request, state.key, now, frozenset(), fresh=True)
+        after = fold_rungs(projection.records)
+        out, _ = revise(before, after, state.retracted_ids, reason, now)
+        retractions = tuple(r for r in out if isinstance(r, Retraction))
+        deliveries = state.deliveries
+        if delivered is not None:
+            produced = (*delivered, tuple(sorted(r.record_id for r in out)))
+            deliveries = (*deliveries[-(RECENT_DELIVERIES - 1) :], produced)
+        new_state = RequestState(
+            state.account_id,
+            state.request_id,
+            info,
+            self.version if info is not None else state.policy_version,
+            history,
+            frozenset(r.record_id for r in projection.records),
+            projection.snapshots,
+            projection.next_wakeup,
+            deliveries,
+            now,
+            state.retracted + retractions,
+        )
+        return Step(new_state, out)
+
+    def ended_targets(self, state: RequestState) -> frozenset[str]:
+        """Targets of the request that the events read so far end (met, stopped or
+        cancelled by the latest of them), whether or not the clock has reached them."""
+        if not state.history or state.info is None:
+            return frozenset()
+        latest = state.history[-1].at
+        request = (state.account_id, state.request_id, state.info, state.history)
+        projection = _project(request, self.policy, latest, self.calendars, state.emitted, None)
+        return frozenset(
+            s.target for s in projection[0].snapshots if s.status in ("met", "stopped", "cancelled")
+        )
 
     def _start_run(self, state: RequestState, ev: HistoryEvent, now: datetime) -> _Run | None:
         """A quick run from `state` for the event `ev`, or None when `apply` must take it: the
@@ -1562,7 +1763,7 @@ class Tracker:
 
     def _run_event(
         self, run: _Run, ev: HistoryEvent, delivery: str | None, now: datetime, last: bool = False
-    ) -> tuple[Record, ...]:
+    ) -> tuple[Published, ...]:
         """Fold one more event (its compact form) on the quick path; its records, as
         `apply` gives them.
 
@@ -1586,14 +1787,18 @@ class Tracker:
         else:
             _stand(folds, now, records, None)
             run.standing = None
+        run.until = now
         new = tuple(records)
         new_ids = {r.record_id for r in new} if new else set()
+        out = fold_rungs(new)
+        if out and run.state.retracted:
+            out = with_published_ids(out, run.state.retracted_ids)
         if delivery is not None:
-            produced = (ev.event_id, delivery, tuple(sorted(new_ids)))
+            produced = (ev.event_id, delivery, tuple(sorted(r.record_id for r in out)))
             run.deliveries = (*run.deliveries[-(RECENT_DELIVERIES - 1) :], produced)
         if new_ids:
             run.emitted = run.emitted | new_ids
-        return fold_rungs(new)
+        return out
 
     def _finish_run(self, run: _Run, now: datetime) -> RequestState:
         """The state a quick run has come to (as `apply` builds it), its folds kept again."""
@@ -1618,17 +1823,22 @@ class Tracker:
             snapshots,
             wakeup,
             run.deliveries,
+            now,
+            state.retracted,
         )
 
     def _redelivered(
         self, state: RequestState, event_id: str, delivery: str | None, now: datetime
-    ) -> tuple[Record, ...]:
+    ) -> tuple[Published, ...]:
         found = next((d for d in state.deliveries if d[0] == event_id and d[1] == delivery), None)
         if delivery is None or found is None or not found[2]:
             return ()
         ids = set(found[2])
-        projection = project(state, self.policy, now, self.calendars)
-        return fold_rungs(tuple(r for r in projection.records if r.record_id in ids))
+        projection = project(state, self.policy, state.judged_at or now, self.calendars)
+        records = with_published_ids(fold_rungs(projection.records), state.retracted_ids)
+        again: list[Published] = [r for r in state.retracted if r.retraction_id in ids]
+        again.extend(r for r in records if r.record_id in ids)
+        return tuple(again)
 
     def advance(self, state: RequestState, now: datetime, delivery: str | None = None) -> Step:
         """Let time pass to `now`: rungs and breaches that came due are emitted.
@@ -1636,11 +1846,12 @@ class Tracker:
         :param delivery: where the tick that let time pass was read; what it produced is
             remembered with it, for `redelivered_tick`.
         """
+        now = _not_before(now, state.judged_at)
         return self._advance(state, now, None if delivery is None else (TICK, delivery))
 
     def redelivered_tick(
         self, state: RequestState, delivery: str, now: datetime
-    ) -> tuple[Record, ...]:
+    ) -> tuple[Published, ...]:
         """What the tick read at `delivery` produced for this request, to publish again when
         that tick is read again after a crash (nothing if it produced nothing, or if it is
         no longer among the request's latest deliveries)."""
@@ -1673,11 +1884,14 @@ class Tracker:
         else:
             new = projection.records  # what was emitted is skipped already
         new_ids = {r.record_id for r in new} if new else set()
+        out = fold_rungs(new)
+        if out and state.retracted:
+            out = with_published_ids(out, state.retracted_ids)
         deliveries = state.deliveries
         # A tick remembers only what produced something: most wake-ups of a sweep do.
         if delivered is not None and (new_ids or delivered[0] != TICK):
             event_id, where = delivered
-            produced = (event_id, where, tuple(sorted(new_ids)))
+            produced = (event_id, where, tuple(sorted(r.record_id for r in out)))
             deliveries = (*deliveries[-(RECENT_DELIVERIES - 1) :], produced)
         state = RequestState(
             state.account_id,
@@ -1689,8 +1903,10 @@ class Tracker:
             projection.snapshots,
             projection.next_wakeup,
             deliveries,
+            now,
+            state.retracted,
         )
-        return Step(state=state, records=fold_rungs(new))
+        return Step(state=state, records=out)
 
     def _project(
         self, request: _Request, key: str, now: datetime, skip: frozenset[str], fresh: bool
@@ -1756,6 +1972,32 @@ class Tracker:
         return tuple(out)
 
 
+def _not_before(now: datetime, judged_at: datetime | None) -> datetime:
+    """The clock a request is judged at: `now`, but never before it was last judged (a
+    restarted worker's clock may start behind what its requests were judged at)."""
+    return judged_at if judged_at is not None and judged_at > now else now
+
+
+def is_late(state: RequestState, ev: HistoryEvent) -> bool:
+    """True when `ev` comes too late for what was published for `state`: it sorts before an
+    event or an instant the request was already judged at, so published records may no
+    longer hold (they are revised, not appended to)."""
+    judged = state.judged_at
+    if judged is None or ev.at > judged:
+        return False
+    if ev.at < judged:
+        return True
+    key = ev.sort_key
+    return any(e.at == judged and e.sort_key > key for e in state.history)
+
+
+def _inserted(history: tuple[HistoryEvent, ...], ev: HistoryEvent) -> tuple[HistoryEvent, ...]:
+    """`history` with `ev` in its event-time place."""
+    if not history or history[-1].sort_key <= ev.sort_key:
+        return (*history, ev)
+    return tuple(sorted((*history, ev), key=lambda e: e.sort_key))
+
+
 class _Run:
     """`Tracker.apply_many`'s quick path: a request's folds moved on event by event, and
     what its next state is made of."""
@@ -1768,6 +2010,7 @@ class _Run:
         "key",
         "standing",
         "state",
+        "until",
     )
 
     def __init__(self, key: str, checkpoint: FoldCheckpoint, state: RequestState) -> None:
@@ -1779,12 +2022,18 @@ class _Run:
         self.deliveries = state.deliveries
         # Snapshots and next wake-up after the last event, when worked out with it.
         self.standing: tuple[tuple[SlaSnapshot, ...], datetime | None] | None = None
+        # The clock the last event was folded with (where the state stands if it ends there).
+        self.until: datetime = state.judged_at or datetime.min.replace(tzinfo=UTC)
 
     def takes(self, ev: HistoryEvent, now: datetime) -> bool:
         """True when the event `ev` can be folded on the quick path: new, stamped at or
-        before `now`, and sorting after every event so far (as `apply` would append it)."""
+        before `now` and not before the request was judged, and sorting after every event
+        so far (as `apply` would append it)."""
         at = ev.at
         if at > now:
+            return False
+        judged = self.state.judged_at
+        if judged is not None and at < judged:
             return False
         event_id = ev.event_id
         for e in self.history:
@@ -1798,28 +2047,34 @@ class _Run:
 
 
 def fold_rungs(records: tuple[Record, ...]) -> tuple[Record, ...]:
-    """Rungs already past when an SLA first attaches become one record: the highest, naming
-    the rest (a late or replayed start). People are told once where the ladder stands, not
-    in a burst of stale messages; rungs that come due later are published one by one.
+    """Rungs already past when an SLA starts (fired at or before its `started` instant: a
+    promise made for a date already gone, a rung at `due-1h` of a shorter budget) become
+    one record: the highest, naming the rest. People are told once where the ladder stands.
+
+    Decided by event time alone, never by how records were batched, so the worker (however
+    far behind it reads) and replay fold the same rungs: a rung that came due after the
+    start is its own record, even when a backlog publishes it with the start.
     """
     if len(records) < 2:  # nothing to fold: most events bring one record or none
         return records
     escalations = [r for r in records if isinstance(r, Escalation)]
     if len(escalations) < 2:  # nothing to fold: most events bring no rung at all
         return records
-    attaching = {r.sla_id for r in records if isinstance(r, SlaChange) and r.kind == "started"}
+    started = {r.sla_id: r.at for r in records if isinstance(r, SlaChange) and r.kind == "started"}
     rungs: dict[str, list[Escalation]] = {}
     for escalation in escalations:
-        if escalation.sla_id in attaching:
+        start = started.get(escalation.sla_id)
+        if start is not None and escalation.cycle == 1 and escalation.fire_at <= start:
             rungs.setdefault(escalation.sla_id, []).append(escalation)
     if all(len(group) == 1 for group in rungs.values()):
         return records
+    folding = {id(e) for group in rungs.values() for e in group}
     out: list[Record] = []
     for record in records:
-        if not isinstance(record, Escalation) or record.sla_id not in rungs:
+        group = rungs.get(record.sla_id) if id(record) in folding else None
+        if group is None:
             out.append(record)
             continue
-        group = rungs[record.sla_id]
         top = max(group, key=lambda e: (e.rung, e.repeat))
         if record is top:
             lower = tuple(sorted(e.rung for e in group if e is not top))

@@ -334,6 +334,9 @@ class Retraction:
     """The partition clock when the change was found."""
     kind: str = ""
     """The retracted record's `kind` (an sla_change's) or `rung` as text (an escalation's)."""
+    tier: str = ""
+    """The retracted record's tier and service: metrics subtract retractions per series."""
+    service: str = ""
 
     record_type: Literal["retraction"] = field(default="retraction", init=False)
 
@@ -349,6 +352,8 @@ class Retraction:
         reason: str,
         at: datetime,
         kind: str = "",
+        tier: str = "",
+        service: str = "",
     ) -> None:
         # Written out (not generated) so that mypyc compiles it; pure Python runs
         # `fast_init`'s instead. Same signature as the dataclass's own.
@@ -362,6 +367,8 @@ class Retraction:
         self.reason = reason  # type: ignore[misc]
         self.at = at  # type: ignore[misc]
         self.kind = kind  # type: ignore[misc]
+        self.tier = tier  # type: ignore[misc]
+        self.service = service  # type: ignore[misc]
         self.record_type = "retraction"  # type: ignore[misc]
 
     @property
@@ -382,6 +389,8 @@ class Retraction:
             "reason": self.reason,
             "at": rfc3339(self.at),
             "kind": self.kind,
+            **({"tier": self.tier} if self.tier else {}),
+            **({"service": self.service} if self.service else {}),
         }
 
     @classmethod
@@ -398,6 +407,8 @@ class Retraction:
             raw["reason"],
             datetime.fromisoformat(raw["at"]),
             raw.get("kind", ""),
+            raw.get("tier", ""),
+            raw.get("service", ""),
         )
 
 

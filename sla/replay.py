@@ -6,10 +6,11 @@ from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from functools import partial
 
+from greenlane.sla.accounts import AccountLookup
 from greenlane.sla.calendar import CalendarGapError
 from greenlane.sla.due_index import DueIndex
 from greenlane.sla.engine import Step, Tracker, apply_account
-from greenlane.sla.records import Record
+from greenlane.sla.records import Published
 from greenlane.sla.state import AccountState, RequestState, request_key
 from greenlane.streams.events import Envelope as Event
 
@@ -22,7 +23,7 @@ def replay(
     events: Iterable[Event],
     until: datetime | None = None,
     on_gap: GapHandler | None = None,
-) -> Iterator[Record]:
+) -> Iterator[Published]:
     """Records of these events in event-time order, as a worker whose clock follows the events.
 
     Before each event, time advances to that event's time, so rungs and breaches come due
@@ -30,7 +31,9 @@ def replay(
     (default: the last event's time). A request a calendar cannot answer for (a year with
     no official schedule) is reported to `on_gap` and left where it stood.
     """
-    ordered = sorted(events, key=lambda e: e.event_time)
+    # An account version of the same instant as a request's creation applies to it (as
+    # `AccountState.as_of` has it), whichever was read first: accounts go first at a tie.
+    ordered = sorted(events, key=lambda e: (e.event_time, not e.is_account_event))
     run = _Run(tracker, on_gap)
     for event in ordered:
         yield from run.advance(event.event_time)
@@ -42,7 +45,7 @@ def replay(
         assert event.request_id is not None
         key = request_key(event.account_id, event.request_id)
         account = run.accounts.get(event.account_id)
-        yield from run.step(key, partial(_apply, tracker, event, account))
+        yield from run.step(key, partial(_apply, tracker, event, account, run.accounts.get))
     end = until or (ordered[-1].event_time if ordered else None)
     if end is not None:
         yield from run.advance(end)
@@ -59,7 +62,7 @@ class _Run:
         self.index = DueIndex()
         self.stalled: set[str] = set()
 
-    def step(self, key: str, apply: Callable[[RequestState | None], Step]) -> Iterator[Record]:
+    def step(self, key: str, apply: Callable[[RequestState | None], Step]) -> Iterator[Published]:
         if key in self.stalled:
             return
         try:
@@ -74,7 +77,7 @@ class _Run:
         self.index.schedule(0, key, step.state.next_wakeup)
         yield from step.records
 
-    def advance(self, now: datetime) -> Iterator[Record]:
+    def advance(self, now: datetime) -> Iterator[Published]:
         # A wake-up may fire a rung whose follow-up is also due before `now`: loop until quiet.
         while due := self.index.pop_due(0, now):
             for key in due:
@@ -84,9 +87,14 @@ class _Run:
 
 
 def _apply(
-    tracker: Tracker, event: Event, account: AccountState | None, state: RequestState | None
+    tracker: Tracker,
+    event: Event,
+    account: AccountState | None,
+    lookup: AccountLookup,
+    state: RequestState | None,
 ) -> Step:
-    return tracker.apply(state, event, account, event.event_time)
+    # The lookup: a tier inherited from a group or a payer, as the worker resolves it.
+    return tracker.apply(state, event, account, event.event_time, lookup=lookup)
 
 
 def _advance(tracker: Tracker, now: datetime, state: RequestState | None) -> Step:

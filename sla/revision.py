@@ -73,6 +73,8 @@ def retraction_of(record: Record, reason: str, at: datetime) -> Retraction:
         reason=reason,
         at=at,
         kind=kind,
+        tier=record.tier,
+        service=record.service,
     )
 
 

@@ -14,7 +14,7 @@ from typing import Any, Final
 from mypy_extensions import mypyc_attr
 
 from greenlane.sla.fastinit import fast_init
-from greenlane.sla.records import rfc3339
+from greenlane.sla.records import Retraction, rfc3339
 
 # Events at the same instant apply in lifecycle order: a request is created before it
 # is worked on, whatever the ids say.
@@ -108,6 +108,10 @@ class RequestInfo:
     priority: str | None = None
     region: str | None = None
     promised_at: datetime | None = None
+    account_at: datetime | None = None
+    """The event time of the account's master data the tier was resolved from (None: the
+    account was not known): a later-read account event from before the request's creation
+    re-judges it (`Tracker.rejudge`)."""
 
     def __init__(
         self,
@@ -120,6 +124,7 @@ class RequestInfo:
         priority: str | None = None,
         region: str | None = None,
         promised_at: datetime | None = None,
+        account_at: datetime | None = None,
     ) -> None:
         # Written out (not generated) so that mypyc compiles it; pure Python runs
         # `fast_init`'s instead. Same signature as the dataclass's own.
@@ -132,6 +137,7 @@ class RequestInfo:
         self.priority = priority  # type: ignore[misc]
         self.region = region  # type: ignore[misc]
         self.promised_at = promised_at  # type: ignore[misc]
+        self.account_at = account_at  # type: ignore[misc]
 
     def to_dict(self) -> dict[str, Any]:
         # Field by field (a compiled class has no `__slots__` to read them from).
@@ -145,12 +151,19 @@ class RequestInfo:
             "priority": self.priority,
             "region": self.region,
             "promised_at": rfc3339(self.promised_at) if self.promised_at else None,
+            "account_at": rfc3339(self.account_at) if self.account_at else None,
         }
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> RequestInfo:
-        promised = raw.get("promised_at")
-        return cls(**{**raw, "promised_at": datetime.fromisoformat(promised) if promised else None})
+        promised, account_at = raw.get("promised_at"), raw.get("account_at")
+        return cls(
+            **{
+                **raw,
+                "promised_at": datetime.fromisoformat(promised) if promised else None,
+                "account_at": datetime.fromisoformat(account_at) if account_at else None,
+            }
+        )
 
 
 fast_init(RequestInfo)  # not a decorator: a decorated class is not compiled
@@ -213,6 +226,11 @@ class RequestState:
     next_wakeup: datetime | None = None
     deliveries: tuple[tuple[str, str, tuple[str, ...]], ...] = ()
     """The latest events' (event id, where it was read, ids of the records it produced)."""
+    judged_at: datetime | None = None
+    """The clock of the last projection: what is published is the projection of `history`
+    up to this instant (`emitted` holds the base ids of those records)."""
+    retracted: tuple[Retraction, ...] = ()
+    """Every retraction published for this request: their ids are never published again."""
 
     def __init__(
         self,
@@ -225,6 +243,8 @@ class RequestState:
         snapshots: tuple[SlaSnapshot, ...] = (),
         next_wakeup: datetime | None = None,
         deliveries: tuple[tuple[str, str, tuple[str, ...]], ...] = (),
+        judged_at: datetime | None = None,
+        retracted: tuple[Retraction, ...] = (),
     ) -> None:
         # Written out (not generated) so that mypyc compiles it; pure Python runs
         # `fast_init`'s instead. Same signature as the dataclass's own.
@@ -237,6 +257,8 @@ class RequestState:
         self.snapshots = snapshots  # type: ignore[misc]
         self.next_wakeup = next_wakeup  # type: ignore[misc]
         self.deliveries = deliveries  # type: ignore[misc]
+        self.judged_at = judged_at  # type: ignore[misc]
+        self.retracted = retracted  # type: ignore[misc]
 
     @property
     def key(self) -> str:
@@ -268,6 +290,8 @@ class RequestState:
             "snapshots": [s.to_list() for s in self.snapshots],
             "next_wakeup": rfc3339(self.next_wakeup) if self.next_wakeup else None,
             "deliveries": [[e, d, list(ids)] for e, d, ids in self.deliveries],
+            **({"judged_at": rfc3339(self.judged_at)} if self.judged_at else {}),
+            **({"retracted": [r.to_dict() for r in self.retracted]} if self.retracted else {}),
         }
 
     @classmethod
@@ -282,7 +306,14 @@ class RequestState:
             snapshots=_snapshots_from(raw),
             deliveries=tuple((e, d, tuple(ids)) for e, d, ids in raw.get("deliveries", ())),
             next_wakeup=_wakeup_from(raw),
+            judged_at=datetime.fromisoformat(raw["judged_at"]) if "judged_at" in raw else None,
+            retracted=tuple(Retraction.from_dict(r) for r in raw.get("retracted", ())),
         )
+
+    @property
+    def retracted_ids(self) -> frozenset[str]:
+        """The ids that retractions of this request retracted: never published again."""
+        return frozenset(r.retracts for r in self.retracted)
 
 
 fast_init(RequestState)  # not a decorator: a decorated class is not compiled
@@ -350,6 +381,19 @@ class AccountState:
     billing_parent_id: str | None = None
     region: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    earlier: tuple[AccountState, ...] = ()
+    """Earlier versions by event time, oldest first (`ACCOUNT_VERSIONS` at most): a request
+    takes its account as it was when the request was created (`as_of`)."""
+
+    def as_of(self, moment: datetime) -> AccountState | None:
+        """The version in force at `moment` (the latest with an event time not after it), or
+        None when the account was not known then."""
+        if self.event_time <= moment:
+            return self
+        for version in reversed(self.earlier):
+            if version.event_time <= moment:
+                return version
+        return None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -362,6 +406,7 @@ class AccountState:
             "billing_parent_id": self.billing_parent_id,
             "region": self.region,
             "extra": self.extra,
+            **({"earlier": [v.to_dict() for v in self.earlier]} if self.earlier else {}),
         }
 
     @classmethod
@@ -376,6 +421,7 @@ class AccountState:
             billing_parent_id=raw.get("billing_parent_id"),
             region=raw.get("region"),
             extra=raw.get("extra") or {},
+            earlier=tuple(AccountState.from_dict(v) for v in raw.get("earlier", ())),
         )
 
 

@@ -191,3 +191,27 @@ class App(faust.App):
             transport.Consumer = Consumer  # type: ignore[misc]
             transport.Producer = Producer  # type: ignore[misc]
         return transport
+
+
+def input_behind(app: faust.App, topic: str, partition: int, handled: int | None) -> bool:
+    """True when records wait on the broker in (topic, partition) beyond the offset the
+    tracker handled last (`handled`; None: nothing yet in this assignment, then beyond the
+    committed offset). The partition clock (`greenlane.sla.clock`) reads it.
+
+    The end offset is the consumer's highwater from its last fetch response for that
+    partition; before any, the partition counts as behind (the clock's idle bound lets it
+    go). Faust keeps committed offsets in `Consumer._committed_offset` (no public reader;
+    `tests/unit/test_faust_consumer.py` notices if an upgrade drops it).
+    """
+    consumer = app.consumer
+    tp = TP(topic, partition)
+    try:
+        highwater = consumer.highwater(tp)
+    except Exception:  # not assigned (a rebalance under way): not known
+        return True
+    if highwater is None:
+        return True
+    if handled is not None:
+        return int(highwater) > handled + 1
+    committed = cast(Any, consumer)._committed_offset.get(tp)
+    return int(highwater) > (committed if committed is not None else 0)

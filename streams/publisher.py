@@ -10,8 +10,13 @@ Java clients and Faust's `send`), so a key lands where it always did.
 The producer is the publisher's own, with normal batching. Table changelog records go
 out here too, with the outputs of the same batch of events, each to the partition it names
 (`placed`), and are on the broker before the batch's events are acknowledged (hence before
-Faust commits their offsets). Calls may overlap (the tracker sends a batch while it handles
-the next): each queues its records after those of the calls made before it. The embedded
+Faust commits their offsets). They go first: a call's outputs are queued only once its
+changelog records are on the broker. A crash between the two then leaves a state without
+its outputs (its events are read again, and a redelivery publishes what they produced),
+never outputs without the state they came from (a worker judging from an older state might
+never retract them). Calls may overlap (the tracker sends a batch while it handles the
+next): each queues its changelog records after those of the calls made before it, and its
+outputs after theirs. The embedded
 broker answers a partition's end offset as the start of its last record batch + 1
 (BROKER.md, defect 1), so table recovery would stop short of the last records of a
 multi-record batch. With `last_record_alone`, each changelog partition's last record of a
@@ -40,6 +45,8 @@ Keyed = tuple[str, bytes, bytes]
 """An output record: topic, key, value; the key picks the partition."""
 Placed = tuple[str, int, bytes, bytes]
 """A record for a given partition: topic, partition, key, value (a table changelog's)."""
+Grouped = dict[tuple[str, int], list[tuple[bytes, bytes]]]
+"""Keys and values by topic-partition."""
 
 
 class BatchPublisher:
@@ -55,7 +62,8 @@ class BatchPublisher:
         # Sends not yet delivered, and the latest call's turn: done once its records are
         # queued in the producer (calls queue theirs in the order they were made).
         self._sending: set[asyncio.Task[int]] = set()
-        self._queued: asyncio.Future[None] | None = None
+        self._queued: asyncio.Future[None] | None = None  # changelog records queued
+        self._queued_outputs: asyncio.Future[None] | None = None  # outputs queued
         self._starting = asyncio.Lock()
         self._partitioner = DefaultPartitioner()
         self._partitions: dict[str, list[int]] = {}
@@ -109,29 +117,32 @@ class BatchPublisher:
         batch), and `stop` delivers them. Calls may overlap: each queues its records after
         those of the calls made before it, so the order per key and per partition holds.
         """
-        # The turn is taken before the first await: the order of the calls is kept.
-        after, queued = self._queued, asyncio.get_running_loop().create_future()
-        self._queued = queued
+        # The turns are taken before the first await: the order of the calls is kept.
+        loop = asyncio.get_running_loop()
+        after, queued = self._queued, loop.create_future()
+        after_outputs, queued_outputs = self._queued_outputs, loop.create_future()
+        self._queued, self._queued_outputs = queued, queued_outputs
+        turns = _Turns(after, queued, after_outputs, queued_outputs)
         try:
-            grouped, tails = await self._grouped(records, placed)
+            outputs, states, tails = await self._grouped(records, placed)
         except BaseException:
-            _pass_turn(after, queued)  # cancelled or failed before queueing anything
+            turns.pass_all()  # cancelled or failed before queueing anything
             raise
-        if not grouped and not tails:
-            _pass_turn(after, queued)
+        if not outputs and not states and not tails:
+            turns.pass_all()
             return 0
         producer = self._producer
         assert producer is not None  # started by `_grouped`
-        sending = asyncio.ensure_future(self._send(producer, grouped, tails, after, queued))
+        sending = asyncio.ensure_future(self._send(producer, outputs, states, tails, turns))
         self._sending.add(sending)
         sending.add_done_callback(self._sending.discard)
         return await asyncio.shield(sending)
 
     async def _grouped(
         self, records: Iterable[Keyed], placed: Sequence[Placed]
-    ) -> tuple[dict[tuple[str, int], list[tuple[bytes, bytes]]], list[Placed]]:
-        """The records by topic-partition, and the changelog partitions' last records
-        apart (`last_record_alone`)."""
+    ) -> tuple[Grouped, Grouped, list[Placed]]:
+        """The outputs by topic-partition, the changelog records by topic-partition, and
+        the changelog partitions' last records apart (`last_record_alone`)."""
         await self.start()
         producer = self._producer
         assert producer is not None
@@ -150,35 +161,43 @@ class BatchPublisher:
                 placement[topic, key] = partition
             grouped.setdefault((topic, partition), []).append((key, value))
         tails: list[Placed] = []
+        states: Grouped = {}
         for topic, partition, key, value in placed:
-            grouped.setdefault((topic, partition), []).append((key, value))
+            states.setdefault((topic, partition), []).append((key, value))
         if self.last_record_alone and placed:
             for topic, partition in {(topic, partition) for topic, partition, _, _ in placed}:
-                key, value = grouped[topic, partition].pop()
+                key, value = states[topic, partition].pop()
                 tails.append((topic, partition, key, value))
-        return grouped, tails
+        return grouped, states, tails
 
     @staticmethod
     async def _send(
         producer: AIOKafkaProducer,
-        grouped: dict[tuple[str, int], list[tuple[bytes, bytes]]],
+        outputs: Grouped,
+        states: Grouped,
         tails: list[Placed],
-        after: asyncio.Future[None] | None,
-        queued: asyncio.Future[None],
+        turns: _Turns,
     ) -> int:
         try:
-            if after is not None:
-                await asyncio.wait([after])  # the previous call's records are queued
-            deliveries = await BatchPublisher._queue(producer, grouped, tails)
+            try:
+                if turns.after is not None:
+                    await asyncio.wait([turns.after])  # the previous call's states are queued
+                first = await BatchPublisher._queue(producer, states, tails)
+            finally:
+                _pass(turns.queued)
+            await asyncio.gather(*first)  # the states are on the broker: now the outputs
+            if turns.after_outputs is not None:
+                await asyncio.wait([turns.after_outputs])
+            second = await BatchPublisher._queue(producer, outputs, [])
         finally:
-            _pass(queued)
-        await asyncio.gather(*deliveries)
-        return len(deliveries)
+            _pass(turns.queued_outputs)
+        await asyncio.gather(*second)
+        return len(first) + len(second)
 
     @staticmethod
     async def _queue(
         producer: AIOKafkaProducer,
-        grouped: dict[tuple[str, int], list[tuple[bytes, bytes]]],
+        grouped: Grouped,
         tails: list[Placed],
     ) -> list[asyncio.Future[object]]:
         deliveries: list[asyncio.Future[object]] = []
@@ -200,6 +219,28 @@ class BatchPublisher:
             batch.append(key=key, value=value, timestamp=None)
             deliveries.append(await producer.send_batch(batch, topic, partition=partition))
         return deliveries
+
+
+class _Turns:
+    """A call's places in the two queues: after the previous call's changelog records, and
+    after its outputs; and the futures the next call waits on."""
+
+    def __init__(
+        self,
+        after: asyncio.Future[None] | None,
+        queued: asyncio.Future[None],
+        after_outputs: asyncio.Future[None] | None,
+        queued_outputs: asyncio.Future[None],
+    ) -> None:
+        self.after = after
+        self.queued = queued
+        self.after_outputs = after_outputs
+        self.queued_outputs = queued_outputs
+
+    def pass_all(self) -> None:
+        """Give on both turns of a call that queues nothing."""
+        _pass_turn(self.after, self.queued)
+        _pass_turn(self.after_outputs, self.queued_outputs)
 
 
 def _pass(queued: asyncio.Future[None], *_: object) -> None:

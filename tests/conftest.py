@@ -2,6 +2,7 @@
 
 pytest_plugins = [
     "fixtures.broker",
+    "fixtures.notifier",
     "fixtures.postgres",
     "fixtures.receivers",
 ]

@@ -22,7 +22,10 @@ from greenlane.audit.store import AuditStore, Base, SlaChangeRow, _sla_change_ro
 
 pytestmark = pytest.mark.integration
 
-TABLES = {"sla_changes", "escalations", "dead_letters", "accounts", "requests", "sla_instances"}
+TABLES = {
+    "sla_changes", "escalations", "retractions", "dead_letters", "accounts", "requests",
+    "sla_instances",
+}  # fmt: skip
 VIEWS = {"audit_compliance_monthly", "audit_department_scorecard", "audit_account_health"}
 
 
@@ -30,7 +33,7 @@ def test_upgrade_from_empty_makes_every_table_and_view(audit_url: str) -> None:
     before = status(audit_url)
     assert before.empty and before.current is None and not before.up_to_date
     after = upgrade(audit_url)
-    assert after.current == head() == "0004" and after.up_to_date
+    assert after.current == head() == "0005" and after.up_to_date
     store = AuditStore(audit_url)
     try:
         inspector = inspect(store.engine)

@@ -4,125 +4,23 @@ a send and its ledger write followed by a restart."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import urllib.request
-import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
-from fixtures.broker import PARTITIONS, Deployment, wait_for
+from fixtures.broker import Deployment, wait_for
 from fixtures.escalations import escalation_record
+from fixtures.notifier import NotifierRun
 from fixtures.receivers import Receivers
-from kafka import KafkaProducer
 
 from greenlane.notify.ledger import Ledger
-from greenlane.streams.tansu import free_port
 
 pytestmark = pytest.mark.integration
 
 
 def escalation(rung: int, roles: tuple[str, ...], sla: str = "sla-1") -> dict[str, Any]:
     return escalation_record(rung, roles, escalation_id=f"{sla}-esc-{rung}", sla_id=sla)
-
-
-@dataclass
-class NotifierRun:
-    deployment: Deployment
-    config: Path
-    port: int
-    deadletter: str
-    app_id: str
-    process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def env(self, **extra: str) -> dict[str, str]:
-        env = self.deployment.env(free_port())
-        env.update(
-            GREENLANE_NOTIFY_CONFIG_FILE=str(self.config),
-            GREENLANE_NOTIFY_APP_ID=self.app_id,
-            GREENLANE_NOTIFY_WEB_PORT=str(self.port),
-            GREENLANE_NOTIFY_DEADLETTER_TOPIC=self.deadletter,
-            GREENLANE_NOTIFY_DATA_DIR=str(self.deployment.workdir / "notifier"),
-            GREENLANE_NOTIFY_ACK_BASE_URL=self.base,
-            GREENLANE_NOTIFY_ACK_SECRET="ack-key",
-            GREENLANE_NOTIFY_RETRY_INITIAL_S="0.05",
-            GREENLANE_NOTIFY_DISPATCH_INTERVAL_S="0.05",
-            **extra,
-        )
-        env.pop("GREENLANE_NOTIFY_TEST_EXIT_AFTER_SEND", None)
-        env.update(extra)
-        return env
-
-    def start(self, **extra: str) -> subprocess.Popen[bytes]:
-        log = (self.deployment.workdir / f"notifier-{uuid.uuid4().hex[:6]}.log").open("wb")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "greenlane.cli.main", "notify"],
-            env=self.env(**extra),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        wait_for(self.ready, 60, f"notifier ready (log {log.name})", alive=self.process)
-        return self.process
-
-    def ready(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"{self.base}/ready", timeout=1) as r:
-                body = orjson.loads(r.read())
-        except (OSError, ValueError):
-            return False
-        return bool(body["ready"]) and len(body["partitions"]) == PARTITIONS
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
-
-    def publish(self, *values: bytes) -> None:
-        producer = KafkaProducer(bootstrap_servers=self.deployment.broker.bootstrap, acks="all")
-        try:
-            for value in values:
-                producer.send(self.deployment.topics.escalations, key=b"ORG-GD-0007", value=value)
-            producer.flush()
-        finally:
-            producer.close()
-
-    def metric(self, name: str, **labels: str) -> float:
-        from prometheus_client.parser import text_string_to_metric_families
-
-        with urllib.request.urlopen(f"{self.base}/metrics", timeout=5) as r:
-            text = r.read().decode()
-        return sum(
-            s.value
-            for f in text_string_to_metric_families(text)
-            for s in f.samples
-            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())
-        )
-
-
-@pytest.fixture
-def notifier(deployment: Deployment, receivers: Receivers, tmp_path: Path) -> Iterator[NotifierRun]:
-    config = receivers.write_config(tmp_path / "notify.yaml")
-    run = NotifierRun(
-        deployment,
-        config,
-        free_port(),
-        f"{deployment.topics.escalations}.notify-deadletter",
-        f"notifier-{uuid.uuid4().hex[:8]}",
-    )
-    yield run
-    run.stop()
 
 
 def counts(receivers: Receivers) -> dict[str, int]:
@@ -199,3 +97,40 @@ def test_kill_between_send_and_ledger_write_then_restart(
         if len(got) == 2:
             assert "补发" in got[1].body.decode(), kind
     assert 1 <= len(receivers.smtp.messages) <= 2
+
+
+def test_retraction_and_quiet_escalation_through_the_broker(
+    notifier: NotifierRun, receivers: Receivers, deployment: Deployment
+) -> None:
+    notifier.start()
+    record = escalation(1, ("account_manager", "executive_in_charge"))
+    retraction = {
+        "record_type": "retraction",
+        "retraction_id": "0123456789abcdef01234567",
+        "retracts": record["escalation_id"],
+        "retracted_type": "escalation",
+        "sla_id": "sla-1",
+        "account_id": "ORG-GD-0007",
+        "request_id": "ORD-2026-000123",
+        "target": "fulfil",
+        "reason": "late_event",
+        "at": "2026-10-12T05:30:00+00:00",
+        "kind": "1",
+    }
+    notifier.publish(orjson.dumps(record))
+    wait_for(lambda: counts(receivers) == ALL_ONCE, 30, "every channel once")
+    notifier.publish(orjson.dumps(retraction))
+    twice = dict.fromkeys(ALL_ONCE, 2)
+    wait_for(lambda: counts(receivers) == twice, 30, "one correction on every channel")
+    assert receivers.smtp.messages[1][2]["Subject"].startswith("【更正】")
+    quiet = escalation(2, ("account_manager",), sla="sla-2") | {"quiet": True}
+    notifier.publish(orjson.dumps(retraction), orjson.dumps(quiet))
+    wait_for(
+        lambda: notifier.metric("greenlane_notify_retractions_total", outcome="duplicate") == 1,
+        30,
+        "the duplicate retraction seen",
+    )
+    ledger = Ledger(deployment.audit_url)
+    wait_for(lambda: any(r["status"] == "quiet" for r in ledger.deliveries()), 30, "quiet recorded")
+    assert counts(receivers) == twice
+    assert notifier.metric("greenlane_notify_corrections_total", outcome="sent") == 6

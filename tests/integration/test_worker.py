@@ -85,16 +85,17 @@ def test_contract_example_reaches_every_rung_metric_and_audit_row(deployment: De
 
     # Weeks have passed since the example's events: every rung of the example policy's
     # ladder (50/75/100/150 %) is past for both targets, survey and fulfil, when the order
-    # arrives, so each target gets one record at its top rung naming the rungs folded in.
-    escalations = deployment.read(deployment.topics.escalations, lambda rs: len(rs) >= 2)
-    assert len(escalations) == 2
-    assert sorted((e["target"], e["rung"], e["folded_rungs"]) for e in escalations) == [
-        ("fulfil", 4, [1, 2, 3]),
-        ("survey", 4, [1, 2, 3]),
+    # arrives. Each rung is published, as replay has it (the SLAs started before any of
+    # them fell due, so none is folded), saying how late it was published.
+    escalations = deployment.read(deployment.topics.escalations, lambda rs: len(rs) >= 8)
+    assert len(escalations) == 8
+    assert sorted((e["target"], e["rung"], e.get("folded_rungs", [])) for e in escalations) == [
+        (target, rung, []) for target in ("fulfil", "survey") for rung in (1, 2, 3, 4)
     ]
+    assert all(e["published_late_s"] > 7 * 86400 for e in escalations)
     assert {e["account_id"] for e in escalations} == {ACCOUNT}
     assert all(e["account"]["name"] == "某社会服务机构" for e in escalations)
-    fulfil = next(e for e in escalations if e["target"] == "fulfil")
+    fulfil = next(e for e in escalations if e["target"] == "fulfil" and e["rung"] == 4)
     assert fulfil["roles"] == ["company_leadership"]
     # important tier: fulfil within 5 working days of Mon 2026-09-28 10:15 (+08:00): after
     # the National Day holiday, on the make-up working Saturday 10 Oct, at 10:15.
@@ -114,7 +115,7 @@ def test_contract_example_reaches_every_rung_metric_and_audit_row(deployment: De
     ]
 
     def metrics_settled() -> bool:
-        return worker.metric_sum("greenlane_escalations_total") == 2
+        return worker.metric_sum("greenlane_escalations_total") == 8
 
     wait_for(metrics_settled, 30, "escalation metrics")
     assert worker.metric_sum("greenlane_open_slas", status="breached", tier="important") == 2
@@ -131,7 +132,7 @@ def test_contract_example_reaches_every_rung_metric_and_audit_row(deployment: De
 
     store = AuditStore(deployment.audit_url)
     try:
-        wait_for(lambda: len(store.escalations_for(ORDER)) == 2, 30, "escalations in the audit")
+        wait_for(lambda: len(store.escalations_for(ORDER)) == 8, 30, "escalations in the audit")
         wait_for(lambda: len(store.sla_changes_for(ORDER)) == 4, 30, "changes in the audit")
         assert {r["kind"] for r in store.sla_changes_for(ORDER)} == {"started", "breached"}
     finally:
@@ -172,7 +173,7 @@ def test_restart_recovers_state_and_repeats_no_escalation(deployment: Deployment
     first = deployment.start_worker()
     publish_account_first(deployment, first)
     deployment.publish(contract_example())
-    deployment.read(deployment.topics.escalations, lambda rs: len(rs) >= 2)
+    deployment.read(deployment.topics.escalations, lambda rs: len(rs) >= 8)
     assert first.stop() == 0
 
     second = deployment.start_worker()
@@ -198,8 +199,8 @@ def test_restart_recovers_state_and_repeats_no_escalation(deployment: Deployment
         30,
         "the redelivered event counted as a duplicate",
     )
-    escalations = deployment.read(deployment.topics.escalations, lambda rs: len(rs) >= 2)
-    assert len(escalations) == len({e["escalation_id"] for e in escalations}) == 2
+    escalations = deployment.read(deployment.topics.escalations, lambda rs: len(rs) >= 8)
+    assert len(escalations) == len({e["escalation_id"] for e in escalations}) == 8
     assert second.metric_sum("greenlane_escalations_total") == 0
     assert second.metric_sum("greenlane_open_slas") == 0
 

@@ -22,8 +22,9 @@ from greenlane.config.settings import TopicSettings
 from greenlane.sla.engine import Tracker
 from greenlane.sla.records import Escalation, SlaChange
 from greenlane.sla.replay import replay
+from greenlane.sla.revision import effective_keys
 from greenlane.streams.admin import create_topics
-from greenlane.streams.codec import decode_event
+from greenlane.streams.codec import decode_event, encode_record
 from greenlane.streams.tansu import EmbeddedBroker
 from greenlane.streams.topics import all_topics
 
@@ -71,6 +72,14 @@ def expected_ids(
         elif isinstance(record, SlaChange):
             changes.add(record.change_id)
     return escalations, changes
+
+
+def expected_keys(policy_file: Path, events: Iterable[dict[str, Any]], until: datetime) -> set[str]:
+    """The content keys (`greenlane.sla.revision.wire_key`) of what replay gives for these
+    events: what a worker's effective records must be, whatever it read when."""
+    decoded = [decode_event(orjson.dumps(e)) for e in events]
+    records = replay(Tracker(load_policy(policy_file)), decoded, until=until)
+    return effective_keys(orjson.loads(encode_record(r.to_dict())) for r in records)
 
 
 def duplicates(ids: Iterable[str]) -> dict[str, int]:

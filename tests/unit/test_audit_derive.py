@@ -74,6 +74,22 @@ def test_a_late_met_before_the_published_breach_ends_it_but_the_breach_stands() 
     assert row["due_at"] == T0 + timedelta(hours=3)
 
 
+def test_retracted_rows_are_left_out() -> None:
+    attribution = [{"stage": "survey", "department": "network-ops", "over_budget_s": 600}]
+    rows = [
+        change("started", 0),
+        change("breached", 180, attribution=attribution),
+        change("met", 170, due_at=None),
+    ]
+    retracted = {"c-breached-180", "e2"}
+    row = sla_instance("S1", rows, [rung(1, 90), rung(2, 135)], NOW, retracted)
+    assert row is not None
+    assert (row["outcome"], row["breached_at"], row["attribution"]) == ("met", None, None)
+    assert row["rungs"] == [1] and row["max_rung"] == 1 and row["changes"] == 2
+    everything = {"c-started-0", "c-breached-180", "c-met-170", "e1", "e2"}
+    assert sla_instance("S1", rows, [rung(1, 90), rung(2, 135)], NOW, everything) is None
+
+
 def test_derived_row_does_not_depend_on_order() -> None:
     rows = [
         change("started", 0),

@@ -16,8 +16,18 @@ from fixtures.escalations import escalation_record
 
 from greenlane.notify import channels as ch
 from greenlane.notify.config import NotifyConfigError, parse_config
-from greenlane.notify.render import ack_signature, ack_url, item_context, render, verify_ack
+from greenlane.notify.render import (
+    ack_signature,
+    ack_url,
+    correction_context,
+    item_context,
+    reason_text,
+    render,
+    render_correction,
+    verify_ack,
+)
 from greenlane.notify.routing import plan, resolve, roles_for
+from greenlane.notify.service import decode_record
 
 CONFIG = """
 lang: zh
@@ -239,3 +249,100 @@ def test_response_classification() -> None:
     assert ch.classify("webhook", 503, b"")[0] == "transient"
     assert ch.classify("webhook", 429, b"")[0] == "transient"
     assert ch.classify("alertmanager", 400, b"bad")[0] == "permanent"
+
+
+RETRACTION: dict[str, Any] = {
+    "record_type": "retraction",
+    "retraction_id": "0123456789abcdef01234567",
+    "retracts": "esc-2",
+    "retracted_type": "escalation",
+    "sla_id": "sla-1",
+    "account_id": "ORG-GD-0007",
+    "request_id": "ORD-2026-000123",
+    "target": "fulfil",
+    "reason": "late_event",
+    "at": "2026-12-07T10:00:00+00:00",
+    "kind": "2",
+}
+
+
+def correction(lang: str, record: Any = None, **fields: Any) -> Any:
+    item = correction_context(
+        {**RETRACTION, **fields},
+        escalation(2) if record is None else record,
+        lang=lang,
+        timeline_base="https://gl.example.com/requests",
+    )
+    return render_correction(item, ["陈经理"], lang)
+
+
+def test_correction_in_chinese() -> None:
+    zh = correction("zh")
+    assert zh.title == "【更正】某社会服务机构 ORD-2026-000123 第2级升级作废"
+    assert "**更正：第 2 级升级通知作废**｜某社会服务机构（重要客户）" in zh.markdown
+    assert "- 考核项：开通交付" in zh.text and "- 业务：专线新装" in zh.text
+    assert "- 原升级时间：2026-10-10 10:00（北京时间）" in zh.text
+    assert "- 原因：补报的事件表明该项承诺的情况已变化，此前的升级通知作废" in zh.text
+    assert "- 发现时间：2026-12-07 18:00（北京时间）" in zh.text
+    assert "[审计时间线](https://gl.example.com/requests/ORD-2026-000123)" in zh.markdown
+    assert "确认收到" not in zh.markdown  # nothing to acknowledge
+    late_account = correction("zh", reason="late_account")
+    assert "- 原因：客户等级补录后重新判定，此前的升级通知作废" in late_account.text
+    assert reason_text("merged", "zh") == "情况已重新判定（merged），此前的升级通知作废"
+
+
+def test_correction_in_english() -> None:
+    en = correction("en", reason="late_account")
+    assert en.title == "[Correction] 某社会服务机构 ORD-2026-000123 rung 2 withdrawn"
+    assert "**Correction: the rung 2 escalation is withdrawn** | 某社会服务机构 (important)" in (
+        en.markdown
+    )
+    assert "- Target: fulfil" in en.text
+    assert "- Why: the account's tier was recorded late and the case re-assessed;" in en.text
+    assert "- Found: 2026-12-07 18:00 (Asia/Shanghai)" in en.text
+    assert "Audit timeline: https://gl.example.com/requests/ORD-2026-000123" in en.text
+    assert "an event reported late" in reason_text("late_event", "en")
+
+
+def test_correction_from_the_retraction_alone() -> None:
+    """Without the escalation record (never expected, but not a crash): the retraction's own
+    fields name it."""
+    zh = correction("zh", record={})
+    assert zh.title == "【更正】ORG-GD-0007 ORD-2026-000123 第2级升级作废"
+    assert "原升级时间" not in zh.text and "业务" not in zh.text
+
+
+def test_correction_requests_for_webhook_and_alertmanager() -> None:
+    cfg = config()
+    msg = correction("en")
+    hook = ch.correction_webhook_request(
+        cfg.channels["hook"], msg, lang="en", message_id="c1", retraction=RETRACTION, now=NOW
+    )
+    body = json.loads(hook.body)
+    assert body["type"] == "correction" and body["message_id"] == "c1"
+    assert {k: body[k] for k in RETRACTION if k != "record_type"} == {
+        k: v for k, v in RETRACTION.items() if k != "record_type"
+    }
+    ts = str(int(NOW.timestamp()))
+    mac = hmac.new(b"s", ts.encode() + b"." + hook.body, hashlib.sha256).hexdigest()
+    assert hook.headers["X-Greenlane-Signature"] == f"sha256={mac}"
+    assert hook.headers["Idempotency-Key"] == "c1"
+    am_cfg = parse_config("channels: {a: {type: alertmanager, url: 'http://am/'}}", Path("x"))
+    record = escalation(2)
+    am = ch.alertmanager_resolve_request(
+        am_cfg.channels["a"], msg, lang="en", record=record, timeline_url="http://t", now=NOW
+    )
+    (alert,) = json.loads(am.body)
+    assert alert["labels"] == ch.alert_labels(record)
+    assert (alert["startsAt"], alert["endsAt"]) == (record["fire_at"], NOW.isoformat())
+    assert alert["annotations"]["summary"] == msg.title
+
+
+def test_decode_accepts_retractions() -> None:
+    assert decode_record(json.dumps(RETRACTION).encode()) == (RETRACTION, "")
+    missing = {k: v for k, v in RETRACTION.items() if k != "retracts"}
+    assert decode_record(json.dumps(missing).encode()) == (None, "missing_field:retracts")
+    naive = {**RETRACTION, "at": "2026-12-07T10:00:00"}
+    assert decode_record(json.dumps(naive).encode()) == (None, "naive_time")
+    other = {**RETRACTION, "record_type": "sla_change"}
+    assert decode_record(json.dumps(other).encode()) == (None, "not_an_escalation")

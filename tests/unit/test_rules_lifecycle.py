@@ -377,7 +377,17 @@ def test_tier_is_fixed_when_the_request_is_created() -> None:
 def test_apply_account_latest_event_time_wins() -> None:
     newer = apply_account(None, upsert("strategic", T0, "acct-2", region="GD"))
     older = upsert("economic", T0 - HOUR, "acct-1")
-    assert apply_account(newer, older) is newer
+    with_older = apply_account(newer, older)
+    # The older version read later does not replace the latest; it is kept for requests
+    # created before the latest one's event time.
+    assert (with_older.tier, with_older.event_id, with_older.region) == (
+        "strategic",
+        "acct-2",
+        "GD",
+    )
+    assert [v.event_id for v in with_older.earlier] == ["acct-1"]
+    assert with_older.as_of(T0 - HOUR / 2).tier == "economic"
+    assert apply_account(with_older, older) is with_older  # the same version again
     newest = apply_account(newer, upsert("group", T0 + HOUR, "acct-3", industry="gov"))
     assert newest.tier == "group"
     assert newest.event_id == "acct-3"
