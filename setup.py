@@ -25,6 +25,7 @@ COMPILED = [
     "sla/records.py",
     "sla/calendar.py",
     "sla/due_index.py",
+    "sla/clock.py",
     "sla/accounts.py",
     "sla/fastinit.py",
     "agents/tracking.py",

@@ -202,6 +202,9 @@ def in_time_order(
     event read in the same batch as its request's events, but fetched after them, applies
     first when it is earlier. Ticks stay where they are (time passes there); a message
     without an event time goes as soon as it is at the head of its topic-partition."""
+    topics = {m.topic for m, found in read if found is not None}
+    if len(topics) <= 1:
+        return read  # one input topic: each partition's messages are in offset order already
     out: list[tuple[MessageLike, Event | DecodeError | None]] = []
     lanes: dict[tuple[str, int], list[tuple[MessageLike, Event | DecodeError | None]]] = {}
 
@@ -601,6 +604,9 @@ class TrackerService:
         ticks = self.topics["ticks"]
         # Read first: the clocks move with the whole batch.
         read: list[tuple[MessageLike, Event | DecodeError | None]] = []
+        # Per topic-partition: the last message read and the latest event time read (the
+        # clock is fed once per topic-partition of the batch, not once per message).
+        reached: dict[tuple[str, int], tuple[MessageLike, datetime | None]] = {}
         for m in messages:
             if m.topic == ticks:
                 read.append((m, None))
@@ -609,8 +615,17 @@ class TrackerService:
                 event: Event | DecodeError = decode_event(m.value, m.key)
             except DecodeError as error:
                 event = error
-            self._read(m, event if not isinstance(event, DecodeError) else None)
+            where = (m.topic, m.partition)
+            latest = reached[where][1] if where in reached else None
+            if not isinstance(event, DecodeError) and (latest is None or event.event_time > latest):
+                latest = event.event_time
+            reached[where] = (m, latest)
             read.append((m, event))
+        if reached:
+            at_s = self.monotonic()
+            for (topic, partition), (last, latest) in reached.items():
+                self._handled[(topic, partition)] = last.offset
+                self._partition_clock(partition).read(topic, latest, at_s)
         read = in_time_order(read)
         nows = {p: self._judging_now(p) for p in {m.partition for m, _ in read}}
         # Since the last tick or account event: each message's outputs (None until its

@@ -7,7 +7,12 @@ group, so all figures are measured over the same records:
 - `pipeline`: the I/O Greenlane does per event and nothing else: decode the JSON value,
   read-modify-write a per-request state, produce that state to a compacted changelog topic
   (same partition as the input) and one SLA-change-like record to an output topic; offsets are
-  committed per `getmany` batch once the broker has acknowledged that batch's sends.
+  committed per `getmany` batch once the broker has acknowledged that batch's sends. Sent
+  record by record (`producer.send`), with or without the Tansu workaround.
+- `pipeline_batched`: the same, sending each `getmany` batch's records the way the worker
+  does (`greenlane.streams.publisher.BatchPublisher`: one Kafka batch per topic-partition,
+  changelog records first): the ceiling the worker's own I/O path allows, with no rules and
+  no Faust.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from greenlane.streams.admin import create_topics
+from greenlane.streams.publisher import BatchPublisher
 from greenlane.streams.tansu import TANSU_FAUST_WORKAROUNDS
 from greenlane.streams.topics import TopicSpec
 
@@ -252,10 +258,73 @@ async def pipeline(
     return Figure(count, time.perf_counter() - start)
 
 
+async def pipeline_batched(
+    bootstrap: str, topic: str, n: int, *, partitions: int, last_record_alone: bool, timeout: float
+) -> Figure:
+    """`pipeline` with the worker's own sending (`BatchPublisher`): one call per `getmany`
+    batch, its changelog records placed on the input's partition, outputs keyed; the next
+    batch is processed while the previous one is sent, and offsets are committed once a
+    batch is on the broker."""
+    changelog, output = await asyncio.to_thread(create_pipeline_topics, bootstrap, partitions)
+    publisher = BatchPublisher(bootstrap, "ceiling-batched", last_record_alone=last_record_alone)
+    consumer = _consumer(bootstrap, topic, "batched")
+    states: dict[str, dict[str, Any]] = {}
+    count, start = 0, None
+    in_flight: asyncio.Task[None] | None = None
+
+    async def deliver(
+        records: list[tuple[str, bytes, bytes]],
+        placed: list[tuple[str, int, bytes, bytes]],
+        offsets: dict[TopicPartition, int],
+    ) -> None:
+        await publisher.publish(records, placed)
+        await consumer.commit(offsets)
+
+    try:
+        async with asyncio.timeout(timeout):
+            await publisher.start()
+            await consumer.start()
+            while count < n:
+                batch = await consumer.getmany(timeout_ms=200, max_records=MAX_RECORDS)
+                if not batch:
+                    continue
+                if start is None:
+                    start = time.perf_counter()
+                records: list[tuple[str, bytes, bytes]] = []
+                placed: list[tuple[str, int, bytes, bytes]] = []
+                offsets: dict[TopicPartition, int] = {}
+                for tp, found in batch.items():
+                    for record in found:
+                        assert record.key is not None and record.value is not None
+                        key, state, change = _process(
+                            tp.partition, record.key, record.value, states
+                        )
+                        placed.append((changelog, tp.partition, key, state))
+                        records.append((output, record.key, change))
+                    offsets[tp] = found[-1].offset + 1
+                    count += len(found)
+                if in_flight is not None:
+                    await in_flight  # as the worker: one batch in flight while the next is made
+                in_flight = asyncio.create_task(deliver(records, placed, offsets))
+            assert in_flight is not None
+            await in_flight
+    except TimeoutError:
+        raise NotReached(
+            f"pipeline (batched): {count} of {n} events read within {timeout:.0f} s"
+        ) from None
+    finally:
+        if in_flight is not None and not in_flight.done():
+            in_flight.cancel()
+        await _stop(consumer)
+        await publisher.stop()
+    assert start is not None
+    return Figure(count, time.perf_counter() - start)
+
+
 def measure(
     bootstrap: str, topic: str, n: int, partitions: int, timeout: float
 ) -> dict[str, Figure]:
-    """Figures 1 and 2 over the N records of `topic`: raw consume, then both pipelines.
+    """Figures 1 and 2 over the N records of `topic`: raw consume, then the pipelines.
 
     `timeout` bounds each figure (start-up included); `NotReached` says which fell short.
     """
@@ -273,6 +342,12 @@ def measure(
             ),
             "pipeline_without_workaround": await pipeline(
                 bootstrap, topic, n, partitions=partitions, max_batch_size=None, timeout=timeout
+            ),
+            "pipeline_batched_with_workaround": await pipeline_batched(
+                bootstrap, topic, n, partitions=partitions, last_record_alone=True, timeout=timeout
+            ),
+            "pipeline_batched_without_workaround": await pipeline_batched(
+                bootstrap, topic, n, partitions=partitions, last_record_alone=False, timeout=timeout
             ),
         }
 

@@ -4,9 +4,11 @@ Publishes N contract events (fault tickets with their lifecycles) once, then mea
 those same records, each figure with its own consumer group:
 
 1. raw aiokafka consume (no processing);
-2. the hand-written aiokafka pipeline of bench/ceiling.py (decode, one state write to a
-   changelog topic, one output record per event): the practical ceiling for Python, with and
-   without the Tansu one-record-per-batch workaround (BROKER.md, defect 1);
+2. the hand-written aiokafka pipelines of bench/ceiling.py (decode, one state write to a
+   changelog topic, one output record per event), with and without the Tansu
+   one-record-per-batch workaround (BROKER.md, defect 1): sending record by record, and
+   sending as the worker does (one Kafka batch per topic-partition: the ceiling the
+   worker's ratio is taken against);
 3. the worker (`greenlane.cli.main worker`), from the first processed event to the last,
    read from its /metrics; with the workaround unless `--without-workaround`; without the
    audit writer (run beside it as `greenlane audit-writer`) unless `--audit-in-worker`.
@@ -15,8 +17,9 @@ Traffic is live by default (event times just behind the clock, about one output 
 like the pipeline's one record); `--traffic backlog` replays two-day-old events, every rung
 already due, so each event yields several outputs.
 
-Goal (issue): (3) >= 50 % of (2) and >= 20,000 events/s per worker. Prints the figures as
-JSON and writes them to `--out`.
+Goal (issue 8): >= 20,000 events/s per worker. The ratio of (3) to the batched pipeline is
+reported; its old goal (>= 0.5) was set against the record-by-record pipeline, which the
+worker outran. Prints the figures as JSON and writes them to `--out`.
 
     .venv/bin/python bench/worker_throughput.py --events 20000 [--out bench/results/x.json]
 """
@@ -312,7 +315,11 @@ def main() -> None:
     same = "with_workaround" if worker_one_per_batch else "without_workaround"
     variants = ("with_workaround", "without_workaround")
     pipeline = {v: round(refs[f"pipeline_{v}"].events_per_s) if refs else None for v in variants}
-    reference = pipeline[same]
+    batched = {
+        v: round(refs[f"pipeline_batched_{v}"].events_per_s) if refs else None for v in variants
+    }
+    # The worker sends as the batched pipeline does: that one is the ceiling it is held to.
+    reference = batched[same]
     result = {
         "events": args.events,
         "traffic": args.traffic,
@@ -321,6 +328,7 @@ def main() -> None:
         "publish_events_per_s": round(args.events / publish_s),
         "raw_consume_events_per_s": round(refs["raw_consume"].events_per_s) if refs else None,
         "pipeline_events_per_s": pipeline,
+        "pipeline_batched_events_per_s": batched,
         "worker_events_per_s": round(rate),
         # The worker process's CPU (every thread) per event: less sensitive than events/s to
         # other processes sharing the cores.
@@ -332,12 +340,12 @@ def main() -> None:
             for phase, s in zip(PHASES, spent, strict=True)
         },
         "worker_to_pipeline_ratio": round(rate / reference, 3) if reference else None,
-        "worker_compared_with": f"pipeline_events_per_s.{same}",
+        "worker_compared_with": f"pipeline_batched_events_per_s.{same}",
         "seconds": {
             **{name: round(figure.seconds, 2) for name, figure in refs.items()},
             "worker": round(seconds, 2),
         },
-        "goal": {"worker_events_per_s": 20_000, "worker_to_pipeline_ratio": 0.5},
+        "goal": {"worker_events_per_s": 20_000},
         # What the worker's producer really ran with (aiokafka max_batch_size, bytes).
         "worker_producer_max_batch_size": batch_size,
         "scrape_every_s": args.scrape_every,

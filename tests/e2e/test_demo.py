@@ -53,6 +53,13 @@ def test_demo_runs_escalates_and_stops_cleanly(tmp_path: Path) -> None:
     by_reason = summary["dead_letters_by_reason"]
     assert sum(n for reason, n in by_reason.items() if reason != "calendar_gap") == 4
     assert summary["audit_rows"] > 0
+    # The demo's own audit against replay of every event it sent: not one SLA disagrees, and
+    # its backlog, caught up by a worker started after it, was judged as it happened.
+    check = summary["verify"]
+    assert check["disagreements"] == 0 and check["slas"] > 100
+    assert check["store_outcomes"] == check["replay_outcomes"]
+    assert check["retractions"] == 0
+    assert (workdir / "events.jsonl").exists()
     assert sum(summary["open_slas"].values()) > 0
     assert "demo finished" in out
     # Nothing left behind: no broker or worker of this demo still running.
