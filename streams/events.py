@@ -14,6 +14,7 @@ from pydantic import (
     AfterValidator,
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
@@ -43,7 +44,20 @@ def _to_utc(value: datetime) -> datetime:
     return utc
 
 
-UtcTime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
+def not_a_number(value: object) -> object:
+    """An instant as given, unless it is a number: on the wire an instant is RFC 3339 text,
+    and pydantic's lax mode would read a JSON number as seconds since 1970 (12345 becomes
+    1970-01-01T03:25:45Z), a time no producer meant."""
+    if type(value) is not int and type(value) is not float:
+        return value
+    raise PydanticCustomError(
+        "datetime_type",
+        "expected an RFC 3339 instant as text, got {kind}",
+        {"kind": type(value).__name__},
+    )
+
+
+UtcTime = Annotated[AwareDatetime, BeforeValidator(not_a_number), AfterValidator(_to_utc)]
 
 
 class _Data(BaseModel):

@@ -2,6 +2,7 @@
 89a2413): `streams/events.py`'s models and `streams/codec.py`'s `decode_event`, verbatim but
 for names. `test_codec_equivalence.py` holds today's decoder to it; do not edit it to make a
 change pass: a change of behaviour is a change of this reference, reviewed as such.
+Changed since it was frozen: a number where an instant belongs is refused (`bad_time`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pydantic import (
     AfterValidator,
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
@@ -22,6 +24,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from greenlane.streams.codec import DecodeError
+from greenlane.streams.events import not_a_number
 
 Tier = Literal["important", "strategic", "economic", "group", "standard"]
 
@@ -42,7 +45,8 @@ def _to_utc(value: datetime) -> datetime:
         ) from None
 
 
-UtcTime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
+# The one change since it was frozen: a number is not an instant (issue 26), as in events.py.
+UtcTime = Annotated[AwareDatetime, BeforeValidator(not_a_number), AfterValidator(_to_utc)]
 
 
 class _Data(BaseModel):

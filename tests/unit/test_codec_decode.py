@@ -220,6 +220,18 @@ def test_accepts_str_and_matching_str_key() -> None:
             id="unparsable-time",
         ),
         pytest.param(
+            _bytes(_example("order.created", event_time=12345)),
+            None,
+            "bad_time",
+            id="number-as-time",  # not seconds since 1970: no producer means 1970
+        ),
+        pytest.param(
+            _bytes(_example("order.created", event_time=1.7e9)),
+            None,
+            "bad_time",
+            id="float-as-time",
+        ),
+        pytest.param(
             _bytes({k: v for k, v in EXAMPLES["order.state_changed"].items() if k != "request_id"}),
             None,
             "missing_request_id",

@@ -73,7 +73,7 @@ times = st.one_of(
             "",
         ]
     ),
-    st.integers(-(2**40), 2**40),  # seconds since the epoch, which pydantic accepts
+    st.integers(-(2**40), 2**40),  # seconds since the epoch: refused (bad_time)
     st.floats(allow_nan=False, allow_infinity=False),
 )
 optional_text = st.none() | st.text(max_size=6)
