@@ -193,6 +193,7 @@ class Greenlane:
             ),
             input_topics=(topics.orders, topics.tickets, topics.provisioning, topics.accounts),
             idle_s=settings.clock_idle_s,
+            max_ahead_s=settings.max_event_ahead_s,
         )
         # partition → when its last tick was sent; a tick lost in a rebalance is re-sent.
         self.tick_sent: dict[int, float] = {}

@@ -39,6 +39,9 @@ SWEEP_RETRY = timedelta(hours=1)
 # The rules' `now` for a partition whose clock is not known yet: every event waits.
 NOT_YET = datetime(1970, 1, 1, tzinfo=UTC)
 TICK_MEMOS = 8  # ticks per partition whose outputs can be published again on redelivery
+# An event dated further ahead of the wall clock than this is refused (`future_time`): the
+# clock would hold it unjudged until then (a year 9999 forever), counted but never published.
+DEFAULT_MAX_AHEAD_S = 86400.0
 # Table key of a partition's tick memo. Request keys begin with an account id, which the
 # decoder strips of leading whitespace: a key beginning with a space is never a request's.
 TICK_MEMO_PREFIX = " ticks/"
@@ -245,6 +248,7 @@ class TrackerService:
         input_topics: Iterable[str] = (),
         monotonic: Callable[[], float] = time.monotonic,
         idle_s: float = DEFAULT_IDLE_S,
+        max_ahead_s: float = DEFAULT_MAX_AHEAD_S,
     ) -> None:
         """:param clock: the wall clock.
         :param behind: how the worker knows whether an input topic-partition lags (from
@@ -261,6 +265,7 @@ class TrackerService:
         self.input_topics = tuple(input_topics)
         self.monotonic = monotonic
         self.idle_s = idle_s
+        self.max_ahead = timedelta(seconds=max_ahead_s)
         # Per partition: its clock, and the last offset handled per input topic.
         self.clocks: dict[int, PartitionClock] = {}
         self._handled: dict[tuple[str, int], int] = {}
@@ -432,6 +437,7 @@ class TrackerService:
             return self.sweep(partition, tick=f"{topic}:{partition}:{offset}")
         try:
             event = decode_event(value, key)
+            self._check_not_ahead(event, self.clock())
         except DecodeError as error:
             self._read(Received(topic, partition, offset, key, value), None)
             return self._rejected(topic, partition, offset, key, value, error)
@@ -440,6 +446,17 @@ class TrackerService:
         if event.is_account_event:
             return self._apply_account_event(topic, partition, event, now)
         return self._apply_request_event(topic, partition, offset, event, now)
+
+    def _check_not_ahead(self, event: Event, wall: datetime) -> None:
+        """Refuse an event dated beyond `max_ahead` of the wall clock (`future_time`)."""
+        if event.event_time > wall + self.max_ahead:
+            ahead = int((event.event_time - wall).total_seconds())
+            raise DecodeError(
+                "future_time",
+                f"event_time {event.event_time.isoformat()} is {ahead} s ahead of the worker's "
+                f"clock (at most {int(self.max_ahead.total_seconds())} s, "
+                "GREENLANE_MAX_EVENT_AHEAD_S); fix: the producer's clock or the event's time",
+            )
 
     def _rejected(
         self,
@@ -607,12 +624,16 @@ class TrackerService:
         # Per topic-partition: the last message read and the latest event time read (the
         # clock is fed once per topic-partition of the batch, not once per message).
         reached: dict[tuple[str, int], tuple[MessageLike, datetime | None]] = {}
+        wall = self.clock()
         for m in messages:
             if m.topic == ticks:
                 read.append((m, None))
                 continue
+            event: Event | DecodeError
             try:
-                event: Event | DecodeError = decode_event(m.value, m.key)
+                decoded = decode_event(m.value, m.key)
+                self._check_not_ahead(decoded, wall)
+                event = decoded
             except DecodeError as error:
                 event = error
             where = (m.topic, m.partition)

@@ -75,6 +75,12 @@ class Settings(BaseSettings):
         description="a lagging input topic-partition that delivers nothing this long no "
         "longer holds its partition's clock back (sla/clock.py)",
     )
+    max_event_ahead_s: float = Field(
+        default=86400.0,
+        gt=0,
+        description="an input event dated further ahead of the worker's clock is "
+        "dead-lettered as future_time (the clock would hold it unjudged until then)",
+    )
     at_risk_fraction: float = Field(default=0.75, gt=0, lt=1)
     log_level: str = "info"
     calendar_gap_at_start: Literal["refuse", "warn"] = Field(

@@ -22,6 +22,7 @@ REASONS = (
     "invalid_field",
     "naive_time",
     "bad_time",
+    "future_time",
     "missing_request_id",
     "key_mismatch",
     "processing_error",
@@ -29,7 +30,8 @@ REASONS = (
 )
 """Every reason an input is dead-lettered; bounded, so it is safe as a metric label.
 `processing_error` and `calendar_gap` are not the producer's: the rules failed on a valid event,
-or a calendar has no official schedule for a year the event's deadlines reach."""
+or a calendar has no official schedule for a year the event's deadlines reach. `future_time` is
+given by the worker, not the decoder: an event dated too far ahead of its clock."""
 
 
 class DecodeError(ValueError):
