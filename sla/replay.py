@@ -28,12 +28,17 @@ def replay(
 
     Before each event, time advances to that event's time, so rungs and breaches come due
     exactly as they would have live; after the last event, time advances to `until`
-    (default: the last event's time). A request a calendar cannot answer for (a year with
-    no official schedule) is reported to `on_gap` and left where it stood.
+    (default: the last event's time); events after `until` are left out. A request a
+    calendar cannot answer for (a year with no official schedule) is reported to `on_gap`
+    and left where it stood.
     """
     # An account version of the same instant as a request's creation applies to it (as
     # `AccountState.as_of` has it), whichever was read first: accounts go first at a tie.
     ordered = sorted(events, key=lambda e: (e.event_time, not e.is_account_event))
+    if until is not None:
+        # What happens after `until` has not happened by then (a far-future event would
+        # otherwise move every request's clock there first).
+        ordered = [e for e in ordered if e.event_time <= until]
     run = _Run(tracker, on_gap)
     for event in ordered:
         yield from run.advance(event.event_time)

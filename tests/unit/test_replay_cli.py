@@ -171,3 +171,19 @@ def test_replay_reports_a_calendar_gap_on_stderr_and_goes_on(tmp_path: Path) -> 
     assert "2027" in result.stderr
     # The other request is judged as usual.
     assert {r["request_id"] for r in records(result.stdout)} == {"ORD-2026-000123"}
+
+
+def test_events_after_until_are_left_out(tmp_path: Path) -> None:
+    """A far-future event does not move the other requests' clocks to its time."""
+    future = {
+        **CREATED,
+        "event_id": "crm-9",
+        "request_id": "ORD-9999",
+        "event_time": "9999-01-01T00:00:00+08:00",
+    }
+    lines = [orjson.dumps(ACCOUNT), orjson.dumps(CREATED), orjson.dumps(future)]
+    done = run(tmp_path, lines, "--until", "2026-09-28T12:00:00+08:00")
+    assert done.returncode == 0, done.stderr
+    out = records(done.stdout)
+    assert {r["request_id"] for r in out} == {"ORD-2026-000123"}
+    assert [r["kind"] for r in out if r["record_type"] == "sla_change"].count("breached") == 0
